@@ -1,0 +1,1 @@
+"""Embedded default model weights (safetensors + config.json per model)."""

@@ -1,0 +1,1 @@
+"""The plugins bundled with onedc-media, registered through the public entry-point group."""

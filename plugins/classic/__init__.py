@@ -1,0 +1,1 @@
+"""Classic codecs (JPEG, WebP, AVIF, HEVC-intra, PNG): the baselines."""

@@ -1,0 +1,1 @@
+"""The OneDC learned codec plugin."""
