@@ -1,0 +1,315 @@
+"""``OutputContainer``: writes an ``.odc`` file front to back, never seeking.
+
+Layout written (``docs/odc-format.md``)::
+
+    MAGIC  OHDR  STRM*  ( [sync] PCKT )*  [indx]  OEND
+
+The file header and stream headers go out with the first packet (or at ``close()``), so
+streams and file metadata can be set until then. Nothing is ever patched, so the writer
+works on pipes. A path target is written to a temporary file beside it, fsynced and
+renamed on success only (invariant 6).
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import weakref
+from collections.abc import Mapping
+from dataclasses import replace
+from types import MappingProxyType, TracebackType
+from typing import BinaryIO
+
+from onedc_media.container import bodies, chunks, headers
+from onedc_media.container.records import IndexEntry, Limits, Packet, StreamHeader
+from onedc_media.errors import LimitExceededError
+
+__all__ = ["OutputContainer"]
+
+#: Chunks smaller than this are joined into one ``write()`` call.
+_JOIN_BELOW = 1 << 16
+
+
+class OutputContainer:
+    """An ``.odc`` file being written. Use as a context manager, or call :meth:`close`.
+
+    :param file: a path, or a binary file object open for writing (a pipe is fine; it
+        is not closed here).
+    :param sync_every_packets: write a sync point at least every this many packets.
+    :param sync_every_bytes: ... and at least every this many bytes.
+    :param write_index: write the trailing keyframe index (readers can rebuild it by
+        scanning when it is absent).
+    :param limits: bounds a packet must satisfy so default readers accept the file.
+    """
+
+    def __init__(
+        self,
+        file: str | os.PathLike[str] | BinaryIO,
+        *,
+        sync_every_packets: int = 32,
+        sync_every_bytes: int = 256 << 10,
+        write_index: bool = True,
+        limits: Limits | None = None,
+    ) -> None:
+        if sync_every_packets < 1 or sync_every_bytes < 1:
+            raise ValueError("sync intervals must be at least 1")
+        self.limits = limits or Limits()
+        self._sync_packets = sync_every_packets
+        self._sync_bytes = sync_every_bytes
+        self._write_index = write_index
+        self._path: str | None = None
+        self._tmp: str | None = None
+        if isinstance(file, (str, os.PathLike)):
+            self._path = os.fspath(file)
+            self._fp, self._tmp = _open_temp(self._path)
+            self._finalizer = weakref.finalize(self, _discard, self._fp, self._tmp)
+            self.name: str | None = self._path
+        else:
+            if not hasattr(file, "write"):
+                raise TypeError(f"expected a path or a binary file object, got {file!r}")
+            self._fp = file
+            self._finalizer = None
+            name = getattr(file, "name", None)
+            self.name = name if isinstance(name, str) else None
+        self._streams: list[StreamHeader] = []
+        self._metadata: dict[str, str] = {}
+        self._started = False
+        self._closed = False
+        self._pos = 0
+        self._packets = 0
+        self._payload_bytes = 0
+        self._since_sync = (0, 0)  # packets, bytes
+        self._index: list[IndexEntry] = []
+
+    # -- set-up ---------------------------------------------------------------------
+
+    @property
+    def streams(self) -> list[StreamHeader]:
+        """The streams added so far, with their indices."""
+        return list(self._streams)
+
+    @property
+    def metadata(self) -> Mapping[str, str]:
+        """File-level metadata (str -> str); editable until the first packet."""
+        return self._metadata if not self._started else MappingProxyType(self._metadata)
+
+    @metadata.setter
+    def metadata(self, value: Mapping[str, str]) -> None:
+        self._check_setup("set metadata")
+        self._metadata = dict(value)
+
+    def add_stream(self, header: StreamHeader) -> StreamHeader:
+        """Add a stream; returns the header as a reader will see it (index set)."""
+        self._check_setup("add a stream")
+        if len(self._streams) >= self.limits.max_streams:
+            raise LimitExceededError(f"more than {self.limits.max_streams} streams")
+        if not isinstance(header, StreamHeader):
+            raise TypeError(f"expected a StreamHeader, got {type(header).__name__}")
+        header = headers.check_stream_header(header, self.limits)
+        header = replace(header, index=len(self._streams))
+        self._streams.append(header)
+        return header
+
+    def _check_setup(self, what: str) -> None:
+        if self._closed:
+            raise ValueError(f"cannot {what}: the container is closed")
+        if self._started:
+            raise ValueError(f"cannot {what} after the first packet")
+
+    def _start(self) -> None:
+        meta = headers.check_str_map(self._metadata, ValueError, "metadata")
+        self._started = True
+        out = [chunks.MAGIC]
+        out += chunks.chunk_bytes(
+            chunks.FILE_HEADER, headers.encode_file_header(len(self._streams), meta)
+        )
+        for h in self._streams:
+            out += chunks.chunk_bytes(chunks.STREAM_HEADER, headers.encode_stream_header(h))
+        self._write(b"".join(out))
+        self._flush()
+
+    # -- packets --------------------------------------------------------------------
+
+    def mux(self, packet: Packet) -> None:
+        """Append one packet. The first call writes the file and stream headers."""
+        if self._closed:
+            raise ValueError("cannot mux: the container is closed")
+        data = self._check_packet(packet)
+        if not self._started:
+            self._start()
+        n, size = self._since_sync
+        if self._packets and (n >= self._sync_packets or size >= self._sync_bytes):
+            self._write(b"".join(chunks.chunk_bytes(
+                chunks.SYNC, bodies.encode_sync(self._pos, self._packets)
+            )))
+            self._flush()
+            n = size = 0
+        start = self._pos
+        parts = chunks.chunk_bytes(chunks.PACKET, bodies.encode_packet_header(packet), data)
+        if len(data) < _JOIN_BELOW:
+            self._write(b"".join(parts))
+        else:
+            self._write(parts[0] + parts[1])
+            self._write(data)
+            self._write(parts[3])
+        if packet.keyframe:
+            self._index.append(IndexEntry(packet.stream_index, packet.pts, start))
+        self._packets += 1
+        self._payload_bytes += len(data)
+        self._since_sync = (n + 1, size + self._pos - start)
+
+    def _check_packet(self, packet: Packet) -> bytes | bytearray | memoryview:
+        if not isinstance(packet, Packet):
+            raise TypeError(f"expected a Packet, got {type(packet).__name__}")
+        if not (
+            isinstance(packet.stream_index, int) and 0 <= packet.stream_index < len(self._streams)
+        ):
+            raise ValueError(
+                f"packet stream_index {packet.stream_index!r}: "
+                f"the container has {len(self._streams)} streams"
+            )
+        for name in ("pts", "dts"):
+            value = getattr(packet, name)
+            if value is not None:
+                _check_int64(value, name, bodies.INT64_MIN)
+        _check_int64(packet.duration, "duration", 0)
+        if not isinstance(packet.keyframe, bool):
+            raise TypeError("packet keyframe must be a bool")
+        data = packet.data
+        if isinstance(data, memoryview):
+            data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
+        elif not isinstance(data, (bytes, bytearray)):
+            raise TypeError(f"packet data must be bytes, got {type(data).__name__}")
+        if len(data) > self.limits.max_packet_size:
+            raise LimitExceededError(
+                f"packet of {len(data)} bytes is above the limit of "
+                f"{self.limits.max_packet_size} bytes"
+            )
+        return data
+
+    # -- finishing ------------------------------------------------------------------
+
+    @property
+    def bytes_written(self) -> int:
+        """Bytes written so far (the whole file once closed)."""
+        return self._pos
+
+    @property
+    def packet_count(self) -> int:
+        return self._packets
+
+    @property
+    def payload_bytes(self) -> int:
+        """Sum of packet payload sizes written so far."""
+        return self._payload_bytes
+
+    def close(self) -> None:
+        """Write the index and end chunk; for a path, fsync and rename into place."""
+        if self._closed:
+            return
+        try:
+            if not self._started:
+                self._start()
+            index_offset = 0
+            out: list[bytes] = []
+            if self._write_index:
+                index_offset = self._pos
+                out += chunks.chunk_bytes(chunks.INDEX, bodies.encode_index(self._index))
+            out += chunks.chunk_bytes(
+                chunks.END, bodies.encode_end(index_offset, self._packets)
+            )
+            self._write(b"".join(out))
+            self._flush()
+            self._closed = True
+            if self._tmp is not None:
+                os.fsync(self._fp.fileno())
+                self._fp.close()
+                os.replace(self._tmp, self._path)
+                self._finalizer.detach()
+                _fsync_dir(os.path.dirname(os.path.abspath(self._path)))
+        except BaseException:
+            self.abort()
+            raise
+
+    def abort(self) -> None:
+        """Stop without finishing: a path target is removed (its temporary file is
+        deleted, an existing file keeps its old content); a file object is left as is
+        (it ends without an end chunk, so readers see it as truncated)."""
+        self._closed = True
+        if self._finalizer is not None:
+            self._finalizer()
+
+    def __enter__(self) -> OutputContainer:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+    def _write(self, data: bytes | bytearray | memoryview) -> None:
+        view = memoryview(data)
+        while view:
+            n = self._fp.write(view)
+            if n is None:  # a raw non-blocking stream that would block
+                raise BlockingIOError("the output would block")
+            view = view[n:]
+            self._pos += n
+
+    def _flush(self) -> None:
+        flush = getattr(self._fp, "flush", None)
+        if flush is not None:
+            flush()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else f"{self._packets} packets"
+        return f"<OutputContainer {self.name or '?'} {len(self._streams)} streams, {state}>"
+
+
+def _check_int64(value: object, name: str, lo: int) -> None:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"packet {name} must be an int, got {type(value).__name__}")
+    if not lo <= value <= bodies.INT64_MAX:
+        raise ValueError(f"packet {name} {value} is outside {lo}..{bodies.INT64_MAX}")
+
+
+def _open_temp(path: str) -> tuple[BinaryIO, str]:
+    """A new file beside *path*, created with the usual permissions (umask applies)."""
+    folder, base = os.path.split(os.path.abspath(path))
+    while True:
+        tmp = os.path.join(folder, f".{base}.{secrets.token_hex(4)}.tmp")
+        try:
+            flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | getattr(os, "O_BINARY", 0)
+            fd = os.open(tmp, flags, 0o666)
+        except FileExistsError:
+            continue
+        return os.fdopen(fd, "wb"), tmp
+
+
+def _discard(fp: BinaryIO, tmp: str) -> None:
+    try:
+        fp.close()
+    finally:
+        try:
+            os.unlink(tmp)
+        except FileNotFoundError:
+            pass
+
+
+def _fsync_dir(folder: str) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
