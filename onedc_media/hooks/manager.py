@@ -79,7 +79,7 @@ class Plugins:
 def _call_each(pm: pluggy.PluginManager, hook_name: str, registry: CodecRegistry | PolicyRegistry) -> None:
     """Call one registry hook per plugin so each entry records which plugin added it."""
     caller = getattr(pm.hook, hook_name)
-    for impl in reversed(caller.get_hookimpls()):  # registration order
+    for impl in caller.get_hookimpls():  # registration order (pluggy calls LIFO)
         try:
             impl.function(registry=registry.scoped(impl.plugin_name))
         except OdcError:
