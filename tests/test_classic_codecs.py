@@ -110,9 +110,8 @@ def test_jpeg_subsampling(codecs, photo):
 def test_odd_sizes_in_one_batch(codecs, photo, name):
     shapes = [(23, 37), (37, 23), (1, 1), (1, 17), (17, 1), (3, 2)]
     frames = [np.ascontiguousarray(photo[200 : 200 + h, 150 : 150 + w]) for h, w in shapes]
-    packets, out = roundtrip(codecs[name], frames, quality=90) if name != "png" else roundtrip(
-        codecs[name], frames
-    )
+    options = {} if name == "png" else {"quality": 90}
+    packets, out = roundtrip(codecs[name], frames, **options)
     assert len(packets) == len(out) == len(frames)
     for frame, decoded in zip(frames, out):
         assert decoded.shape == frame.shape and decoded.dtype == np.uint8

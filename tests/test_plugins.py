@@ -130,10 +130,9 @@ def test_failing_and_misbehaving_hooks_name_the_plugin():
     def boom(registry):
         raise RuntimeError("kaboom")
 
+    failing = make_plugin("boom_plugin", register_codecs=boom)
     with pytest.raises(PluginError, match="boom_plugin.*kaboom"):
-        load_plugins(
-            entry_points=False, plugins=[make_plugin("boom_plugin", register_codecs=boom)], blocked=[]
-        )
+        load_plugins(entry_points=False, plugins=[failing], blocked=[])
     not_info = make_plugin("dict_plugin", register_codecs=lambda registry: registry.add({}))
     with pytest.raises(PluginError, match="expected CodecInfo"):
         load_plugins(entry_points=False, plugins=[not_info], blocked=[])
@@ -382,3 +381,11 @@ def test_external_plugin_round_trips(installed_example):
     proc = run_with(installed_example, "-c", code)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.startswith("OK")
+
+
+def test_docs_show_the_example_verbatim():
+    doc = (REPO / "docs" / "plugins.md").read_text()
+    example = REPO / "examples" / "plugin_example"
+    files = ("pyproject.toml", "onedc_example_plugin/__init__.py", "onedc_example_plugin/codec.py")
+    for path in files:
+        assert (example / path).read_text() in doc, f"docs/plugins.md is out of date: {path}"
