@@ -252,7 +252,11 @@ class IntraDecoder(Decoder):
                 f"{name} packet {index}: decoded {yuv.width}x{yuv.height} {yuv.format.name}, "
                 f"expected {coded_w}x{coded_h} yuv420p"
             )
-        rgb = yuv.reformat(
+        # Rebuild the frame from its planes: the decoder's frame carries colour metadata
+        # (chroma siting among it) that swscale would honour, and the encoder's frame,
+        # built from an array, had none. Same conventions both ways: 47 dB, not 43.
+        planes = av.VideoFrame.from_ndarray(yuv.to_ndarray(), format="yuv420p")
+        rgb = planes.reformat(
             format="rgb24",
             src_colorspace="ITU709",
             src_color_range="JPEG" if full_range else "MPEG",
