@@ -31,7 +31,8 @@ def synthetic_photo(height: int = 384, width: int = 320, seed: int = 0) -> np.nd
         axis=-1,
     )
     base[(x - width / 2) ** 2 + (y - height / 2) ** 2 < (min(width, height) / 4) ** 2] += 60
-    noise = rng.normal(0, 12, (height // 2, width // 2, 3))
+    # texture in luma only, as in photographs (chroma is smooth)
+    noise = rng.normal(0, 6, (height // 2, width // 2, 1))
     noise = np.repeat(np.repeat(noise, 2, axis=0), 2, axis=1)[:height, :width]
     return np.clip(base + noise, 0, 255).astype(np.uint8)
 

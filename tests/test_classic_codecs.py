@@ -76,6 +76,12 @@ def test_round_trip_psnr(codecs, photo, name):
     assert psnr(photo, hq) > HIGH_QUALITY_PSNR
 
 
+def test_yuv_conversions_do_not_cap_quality(codecs, photo):
+    """4:2:0 with matched, accurate conversions allows ~47 dB; sloppy ones cap it at ~43."""
+    (_,), (out,) = roundtrip(codecs["hevc-intra"], [photo], quality=95)
+    assert psnr(photo, out) > 45.0
+
+
 def test_png_is_exact(codecs, photo):
     noise = np.random.default_rng(3).integers(0, 256, (31, 17, 3), dtype=np.uint8)
     for level in (0, 9):

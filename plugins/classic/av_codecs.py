@@ -46,8 +46,9 @@ Colour and sizes
 RGB is converted to 8-bit YCbCr 4:2:0 with the BT.709 matrix in full range, and back
 with the same matrix and range (signalled in the bitstream's colour description too).
 The conversions use swscale with area downsampling and bicubic chroma upsampling,
-``accurate_rnd`` and ``bitexact`` (reproducible on every CPU); this round trip alone
-costs about 47 dB PSNR on a photo, against 41.8 dB with swscale's default flags.
+``accurate_rnd`` and ``bitexact`` (reproducible on every CPU). On the test photo the
+RGB -> 4:2:0 -> RGB round trip alone gives 47.5 dB PSNR this way, against 41.8 dB with
+swscale's default flags; HEVC at quality 90 comes within 0.2 dB of that ceiling.
 
 4:2:0 needs even sizes and the encoders have minimum sizes (SVT-AV1 8x8 here to be safe,
 x265 16x16): smaller or odd frames are padded by repeating the last row / column, and
