@@ -1,0 +1,208 @@
+"""Fixed-point convolutions whose integer twin is exact on every machine.
+
+Everything that decides a probability table or a symbol must give the same integers on
+any CPU, thread count, batch size and device. Float convolutions do not: a different
+kernel (oneDNN on/off, TF32, another BLAS blocking) moves a scale by one ulp, flips a
+table index and desynchronises the rANS decoder for the rest of the picture.
+
+So the parsing networks are *integer networks by construction*:
+
+* weights are integers ``w_int`` with a per-output-channel power-of-two scale ``2**-k``;
+* activations are integers with ``frac`` fractional bits (scale ``2**-frac``);
+* a layer computes ``acc = sum(w_int * x_int) + b_int`` exactly, then re-quantises with
+  an arithmetic shift (``floor(acc / 2**s)``), ReLU and a clamp to ``act_bits``.
+
+The sums are evaluated as float64 GEMMs over integer values (``unfold`` + ``matmul``):
+every product and partial sum is an integer below ``2**53``, so any summation order,
+blocking or FMA gives the exact result. :func:`IntConv2d.check_bounds` proves the bound
+from the exported weights. Training uses :class:`QConv2d`, which simulates the same
+arithmetic in float with straight-through rounding (quantisation-aware training).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from onedc_media.errors import ModelError
+
+__all__ = ["QConv2d", "IntConv2d", "round_ste", "floor_ste", "EXACT_LIMIT"]
+
+#: Largest magnitude a float64 represents with every integer below it exact.
+EXACT_LIMIT = 2**53
+
+
+def round_ste(x: Tensor) -> Tensor:
+    """Round half away from zero in the forward pass, identity gradient."""
+    r = torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
+    return x + (r - x).detach()
+
+
+def floor_ste(x: Tensor) -> Tensor:
+    return x + (torch.floor(x) - x).detach()
+
+
+def _round_half_away(x: Tensor) -> Tensor:
+    return torch.sign(x) * torch.floor(torch.abs(x) + 0.5)
+
+
+class QConv2d(nn.Conv2d):
+    """A convolution trained to be exported as an exact :class:`IntConv2d`.
+
+    Args:
+        in_frac: fractional bits of the (integer) input activations.
+        out_frac: fractional bits of the output activations.
+        weight_bits: signed bits of the integer weights (per-output-channel power-of-two scale).
+        act_bits: signed bits the output is clamped to.
+        relu: apply ReLU after re-quantisation.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: int,
+        *,
+        in_frac: int,
+        out_frac: int,
+        weight_bits: int = 8,
+        act_bits: int = 20,
+        relu: bool = True,
+    ) -> None:
+        super().__init__(in_channels, out_channels, kernel_size, padding=kernel_size // 2)
+        self.in_frac = in_frac
+        self.out_frac = out_frac
+        self.weight_bits = weight_bits
+        self.act_bits = act_bits
+        self.relu = relu
+
+    def weight_exponents(self) -> Tensor:
+        """Per-output-channel ``k`` with ``max|w| * 2**k <= 2**(bits-1) - 1``."""
+        qmax = 2 ** (self.weight_bits - 1) - 1
+        maxabs = self.weight.detach().abs().amax(dim=(1, 2, 3)).clamp_min(2.0**-24)
+        return torch.floor(torch.log2(qmax / maxabs)).clamp(-8, 30)
+
+    def forward(self, x: Tensor) -> Tensor:
+        k = self.weight_exponents()
+        wscale = torch.pow(2.0, k).view(-1, 1, 1, 1)
+        w_q = round_ste(self.weight * wscale) / wscale
+        bscale = torch.pow(2.0, k + self.in_frac)
+        b_q = round_ste(self.bias * bscale) / bscale
+        acc = F.conv2d(x, w_q, b_q, padding=self.padding)
+        out = floor_ste(acc * 2.0**self.out_frac) / 2.0**self.out_frac
+        if self.relu:
+            out = F.relu(out)
+        lim = (2 ** (self.act_bits - 1) - 1) / 2.0**self.out_frac
+        return out.clamp(-lim, lim)
+
+    def export(self) -> IntConv2d:
+        """The exact integer twin of this layer."""
+        k = self.weight_exponents().to(torch.float64)
+        w = self.weight.detach().to(torch.float64)
+        w_int = _round_half_away(w * torch.pow(2.0, k).view(-1, 1, 1, 1)).to(torch.int64)
+        b_int = _round_half_away(
+            self.bias.detach().to(torch.float64) * torch.pow(2.0, k + self.in_frac)
+        ).to(torch.int64)
+        shift = (k + self.in_frac - self.out_frac).to(torch.int64)
+        layer = IntConv2d(
+            weight=w_int,
+            bias=b_int,
+            shift=shift,
+            relu=self.relu,
+            act_bits=self.act_bits,
+            in_bits=self.act_bits,
+        )
+        layer.check_bounds()
+        return layer
+
+
+@dataclass
+class IntConv2d:
+    """An integer convolution evaluated exactly (see the module docstring).
+
+    ``shift[c] >= 0`` divides by ``2**shift`` with floor; a negative shift multiplies.
+    """
+
+    weight: Tensor  # int64 [O, I, k, k]
+    bias: Tensor  # int64 [O]
+    shift: Tensor  # int64 [O]
+    relu: bool
+    act_bits: int
+    in_bits: int
+
+    @property
+    def kernel_size(self) -> int:
+        return int(self.weight.shape[-1])
+
+    def check_bounds(self) -> None:
+        """Raise ``ModelError`` unless every accumulator provably stays below 2**53."""
+        x_max = 2 ** (self.in_bits - 1)
+        worst = self.weight.abs().sum(dim=(1, 2, 3)).max().item() * x_max
+        worst += self.bias.abs().max().item() if self.bias.numel() else 0
+        if worst >= EXACT_LIMIT:
+            raise ModelError(
+                f"integer conv {tuple(self.weight.shape)} may overflow exact float64 "
+                f"range (worst case {worst:.3g})"
+            )
+
+    def __call__(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
+        """Apply to int64 ``x`` [B, I, H, W] (on CPU).
+
+        :param positions: optional flat indices into ``H*W``; if given, only those output
+            positions are computed and the result is [B, O, len(positions)].
+        """
+        if x.dtype != torch.int64:
+            raise TypeError("IntConv2d expects int64 input")
+        B, _, H, W = x.shape
+        k = self.kernel_size
+        cols = F.unfold(x.to(torch.float64), k, padding=k // 2)  # [B, I*k*k, H*W], exact copy
+        if positions is not None:
+            cols = cols[:, :, positions]
+        wmat = self.weight.reshape(self.weight.shape[0], -1).to(torch.float64)
+        acc = torch.matmul(wmat, cols)  # exact: integer operands, |sums| < 2**53
+        acc = acc.to(torch.int64) + self.bias.view(1, -1, 1)
+        sh = self.shift.view(1, -1, 1)
+        pos = torch.clamp(sh, min=0)
+        neg = torch.clamp(-sh, min=0)
+        out = torch.div(acc, torch.pow(2, pos), rounding_mode="floor") * torch.pow(2, neg)
+        if self.relu:
+            out = torch.clamp(out, min=0)
+        lim = 2 ** (self.act_bits - 1) - 1
+        out = torch.clamp(out, -lim, lim)
+        if positions is None:
+            return out.view(B, -1, H, W)
+        return out
+
+    def state(self, prefix: str) -> dict[str, Tensor]:
+        meta = torch.tensor([int(self.relu), self.act_bits, self.in_bits], dtype=torch.int64)
+        return {
+            f"{prefix}.weight": self.weight.to(torch.int32).contiguous(),
+            f"{prefix}.bias": self.bias.contiguous(),
+            f"{prefix}.shift": self.shift.contiguous(),
+            f"{prefix}.meta": meta,
+        }
+
+    @classmethod
+    def from_state(cls, tensors: dict[str, Tensor], prefix: str) -> IntConv2d:
+        try:
+            meta = tensors[f"{prefix}.meta"].tolist()
+            layer = cls(
+                weight=tensors[f"{prefix}.weight"].to(torch.int64),
+                bias=tensors[f"{prefix}.bias"].to(torch.int64),
+                shift=tensors[f"{prefix}.shift"].to(torch.int64),
+                relu=bool(meta[0]),
+                act_bits=int(meta[1]),
+                in_bits=int(meta[2]),
+            )
+        except (KeyError, IndexError) as exc:
+            raise ModelError(f"parsing weights lack {prefix}: {exc}") from None
+        if layer.weight.ndim != 4 or layer.weight.shape[-1] != layer.weight.shape[-2]:
+            raise ModelError(f"parsing weights: {prefix}.weight has shape {tuple(layer.weight.shape)}")
+        if layer.bias.shape[0] != layer.weight.shape[0] or layer.shift.shape[0] != layer.weight.shape[0]:
+            raise ModelError(f"parsing weights: {prefix} bias/shift do not match the weight")
+        layer.check_bounds()
+        return layer
+

@@ -1,0 +1,245 @@
+"""OneDC: one-step diffusion image compression (Xue et al., arXiv 2505.16687).
+
+One model class for every scale and stage; configs choose sizes (``configs/models``)
+and the trainer chooses what trains. Data flow::
+
+    x -> VAE enc -> latent ----------+
+    x -> patch embed (8x8) ----------+-> Analysis -> y, sem (1/16)
+    (y, sem) -> HyperEncoder -> z -> FSQ -> z_int (fixed-length bits)
+    z_int -> ParsingNet/IntParsing -> (mu, scale) per quad stage -> y_hat   [bit-exact]
+    z_int -> SemanticAdaptor -> tokens (B, H/64*W/64, D), sem_up (1/16)
+    (y_hat, sem_up) -> Synthesis -> control (1/8) -> U-Net(t=999, x0) -> VAE dec -> x_hat
+
+The rate point ``q`` scales ``y`` by per-channel gains before quantisation, so one set of
+weights serves every quality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from diffusers.configuration_utils import ConfigMixin, register_to_config
+from diffusers.models.modeling_utils import ModelMixin
+from torch import Tensor
+
+from onedc_media.entropy.fsq import FSQ
+from onedc_media.entropy.parsing import ParsingConfig, ParsingNet
+from onedc_media.errors import ModelError
+from onedc_media.model.networks import (
+    Analysis,
+    AuxHead,
+    HyperEncoder,
+    PatchEmbed,
+    SemanticAdaptor,
+    Synthesis,
+)
+from onedc_media.model.vae import LatentVAE, load_unet
+
+__all__ = ["OneDCModel", "OneDCOutput", "PAD_MULTIPLE"]
+
+#: Pictures are padded to a multiple of this (z is at 1/64).
+PAD_MULTIPLE = 64
+
+
+@dataclass
+class OneDCOutput:
+    """What a training forward pass returns."""
+
+    x_hat: Tensor  #: reconstruction in [-1, 1] (unclamped)
+    latent: Tensor  #: VAE latent of the input (the U-Net's target space)
+    latent_hat: Tensor  #: U-Net output (x0 prediction)
+    y_bits: Tensor  #: [B] estimated bits of y (-log2 likelihood; training only)
+    z_bits: Tensor  #: [B] exact bits of z (fixed length)
+    aux_logits: Tensor | None  #: VQ-index logits at 1/16 (training only)
+    control: Tensor  #: control features fed to the U-Net
+
+
+class OneDCModel(ModelMixin, ConfigMixin):
+    """The OneDC codec network. Arguments are the config (diffusers ``ConfigMixin``).
+
+    Args:
+        latent_channels: channels of the VAE latent (4 for SD VAEs).
+        patch_channels: channels of the 8x8 pixel patch embedding.
+        analysis_channels: width of the analysis network.
+        y_channels: ``M``, channels of ``y`` at 1/16.
+        sem_channels: channels of the encoder's semantic map.
+        z_levels: FSQ levels per channel of ``z`` (``[4] * 7`` = 14 bits per token).
+        hyper_channels: width of the hyper-encoder.
+        adaptor_channels: width of the semantic adaptor.
+        token_dim: ``D``, width of the cross-attention tokens (U-Net ``cross_attention_dim``).
+        sem_up_channels: channels of the upsampled semantics fed to synthesis.
+        synthesis_channels: width of the synthesis network.
+        control_channels: channels of the control features (U-Net ``in_channels``).
+        num_vq_codes: codebook size of the semantic-distillation target.
+        timestep: the fixed diffusion timestep of the one-step U-Net.
+        vae_config: ``{"type", "kwargs", "pixel_shuffle", "scaling_factor", "pretrained"}``.
+        unet_config: ``{"kwargs", "pretrained", "lora_rank"}`` for ``UNet2DConditionModel``.
+        parsing_config: fields of :class:`~onedc_media.entropy.parsing.ParsingConfig`.
+        rate_points: one ``{"name", "lmbda"}`` per quality, lowest rate first.
+    """
+
+    config_name = "config.json"
+
+    @register_to_config
+    def __init__(
+        self,
+        name: str = "onedc-tiny",
+        latent_channels: int = 4,
+        patch_channels: int = 32,
+        analysis_channels: int = 128,
+        y_channels: int = 96,
+        sem_channels: int = 64,
+        z_levels: tuple[int, ...] = (4, 4, 4, 4, 4, 4, 4),
+        hyper_channels: int = 128,
+        adaptor_channels: int = 128,
+        token_dim: int = 128,
+        sem_up_channels: int = 32,
+        synthesis_channels: int = 128,
+        control_channels: int = 64,
+        num_vq_codes: int = 256,
+        timestep: int = 999,
+        vae_config: dict[str, Any] | None = None,
+        unet_config: dict[str, Any] | None = None,
+        parsing_config: dict[str, Any] | None = None,
+        rate_points: list[dict[str, Any]] | None = None,
+    ) -> None:
+        super().__init__()
+        vae = dict(vae_config or {"type": "AutoencoderTiny", "kwargs": {}})
+        unet = dict(unet_config or {"kwargs": {}})
+        parsing = parsing_config
+        rate_points = list(rate_points or [{"name": "q1", "lmbda": 1.0}])
+        ucfg = dict(unet.get("kwargs", {}))
+        self._check(ucfg, control_channels, latent_channels, token_dim, y_channels, parsing)
+        pcfg = ParsingConfig.from_dict(
+            {**(parsing or {}), "z_levels": tuple(z_levels), "y_channels": y_channels,
+             "num_rates": len(rate_points)}
+        )
+        self.vae = LatentVAE(
+            vae["type"], dict(vae.get("kwargs", {})),
+            pixel_shuffle=int(vae.get("pixel_shuffle", 1)),
+            scaling_factor=float(vae.get("scaling_factor", 1.0)),
+            pretrained=vae.get("pretrained"),
+        )
+        self.patch_embed = PatchEmbed(patch_channels, 8)
+        self.analysis = Analysis(latent_channels, patch_channels, analysis_channels, y_channels, sem_channels)
+        self.hyper_encoder = HyperEncoder(y_channels, sem_channels, hyper_channels, len(z_levels))
+        self.fsq = FSQ(z_levels)
+        self.parsing = ParsingNet(pcfg)
+        self.adaptor = SemanticAdaptor(len(z_levels), adaptor_channels, token_dim, sem_up_channels)
+        self.synthesis = Synthesis(y_channels, sem_up_channels, synthesis_channels, control_channels)
+        self.unet = load_unet(ucfg, unet.get("pretrained"))
+        self.aux_head = AuxHead(sem_up_channels, num_vq_codes)
+
+    @staticmethod
+    def _check(ucfg: dict, control: int, latent: int, token_dim: int, y_channels: int,
+               parsing: dict | None) -> None:
+        """Validate the config up front, naming both fields (as diffusers does)."""
+        if ucfg.get("in_channels", control) != control:
+            raise ModelError(
+                f"unet_config.kwargs.in_channels ({ucfg['in_channels']}) must equal control_channels ({control})"
+            )
+        if ucfg.get("out_channels", latent) != latent:
+            raise ModelError(
+                f"unet_config.kwargs.out_channels ({ucfg['out_channels']}) must equal latent_channels ({latent})"
+            )
+        if ucfg.get("cross_attention_dim", token_dim) != token_dim:
+            raise ModelError(
+                f"unet_config.kwargs.cross_attention_dim ({ucfg['cross_attention_dim']}) must equal "
+                f"token_dim ({token_dim})"
+            )
+        ucfg.setdefault("in_channels", control)
+        ucfg.setdefault("out_channels", latent)
+        ucfg.setdefault("cross_attention_dim", token_dim)
+        if parsing and parsing.get("y_channels", y_channels) != y_channels:
+            raise ModelError("parsing_config.y_channels must equal y_channels (or be left out)")
+
+    # -- pieces --------------------------------------------------------------------
+    @property
+    def num_rates(self) -> int:
+        return self.parsing.config.num_rates
+
+    def z_float(self, z_int: Tensor) -> Tensor:
+        """Symmetric FSQ integers -> [-1, 1] inputs for the float semantic branch."""
+        lv = torch.tensor(self.config.z_levels, dtype=z_int.dtype, device=z_int.device)
+        return z_int / (lv.view(1, -1, 1, 1) - 1)
+
+    def analyse(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """``x`` in [-1, 1], padded -> ``(latent, y, z_indices, z_int)``."""
+        latent = self.vae.encode(x)
+        y, sem = self.analysis(latent, self.patch_embed(x))
+        z_idx, z_int = self.fsq(self.hyper_encoder(y, sem))
+        return latent, y, z_idx, z_int
+
+    def gain(self, q: Tensor) -> Tensor:
+        """Fake-quantised gain rows [B, M, 1, 1] (what the encoder multiplies ``y`` by)."""
+        return self.parsing._gains(q)[0]
+
+    def synthesize_latent(self, y_hat: Tensor, z_int: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """Decoded ``y_hat`` (un-gained) and ``z_int`` -> ``(latent_hat, control, sem_up)``."""
+        tokens, sem_up = self.adaptor(self.z_float(z_int))
+        control = self.synthesis(y_hat, sem_up)
+        t = torch.full((control.shape[0],), self.config.timestep, device=control.device, dtype=torch.long)
+        latent_hat = self.unet(control, t, encoder_hidden_states=tokens.to(control.dtype)).sample
+        return latent_hat, control, sem_up
+
+    def synthesize(self, y_hat: Tensor, z_int: Tensor) -> Tensor:
+        """-> reconstruction in [-1, 1] (unclamped)."""
+        return self.vae.decode(self.synthesize_latent(y_hat, z_int)[0])
+
+    # -- training ------------------------------------------------------------------
+    def forward(self, x: Tensor, q: Tensor, *, with_aux: bool = True) -> OneDCOutput:
+        """Simulated coding of ``x`` in [-1, 1] (H, W multiples of 64) at rate points ``q``."""
+        if x.shape[-1] % PAD_MULTIPLE or x.shape[-2] % PAD_MULTIPLE:
+            raise ValueError(f"training crops must be multiples of {PAD_MULTIPLE}")
+        latent, y, _, z_int = self.analyse(x)
+        y_g = y * self.gain(q)
+        y_hat, mu_g, ls_g = self.parsing(z_int, y_g, q)
+        y_bits = gaussian_bits(y_g, mu_g, ls_g, self.parsing.config.table.log_bounds())
+        latent_hat, control, sem_up = self.synthesize_latent(y_hat, z_int)
+        x_hat = self.vae.decode(latent_hat)
+        tokens = z_int.shape[-1] * z_int.shape[-2]
+        from onedc_media.entropy.fsq import bits_per_token
+
+        z_bits = torch.full((x.shape[0],), float(tokens * bits_per_token(self.config.z_levels)), device=x.device)
+        aux = self.aux_head(sem_up) if with_aux else None
+        return OneDCOutput(x_hat, latent, latent_hat, y_bits, z_bits, aux, control)
+
+    def inference_state_dict(self) -> dict[str, Tensor]:
+        """Float weights an encoder/decoder needs: no aux head, no parsing twin."""
+        return {
+            k: v for k, v in self.state_dict().items()
+            if not k.startswith("aux_head.") and not k.startswith("parsing.")
+        }
+
+
+def gaussian_bits(y: Tensor, mu: Tensor, log_scale: Tensor, bounds: tuple[float, float]) -> Tensor:
+    """Per-sample bits of ``y`` under N(mu, exp(log_scale)) with uniform-noise relaxation.
+
+    Written here rather than taken from CompressAI: it is five lines, and the scale
+    parameterisation (integer log-scale, clamped to the table range) is our own.
+    """
+    noisy = y + torch.empty_like(y).uniform_(-0.5, 0.5)
+    lo, hi = bounds
+    ls = log_scale + (log_scale.clamp(lo, hi) - log_scale).detach()
+    scale = torch.exp(ls)
+    v = (noisy - mu).abs()
+    upper = _std_cdf((0.5 - v) / scale)
+    lower = _std_cdf((-0.5 - v) / scale)
+    like = (upper - lower).clamp_min(1e-9)
+    return -torch.log2(like).flatten(1).sum(1)
+
+
+def _std_cdf(x: Tensor) -> Tensor:
+    return 0.5 * torch.erfc(-x * (2**-0.5))
+
+
+def pad_to_multiple(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:
+    """Replicate-pad the bottom/right edges of [B, C, H, W] to a multiple."""
+    h, w = x.shape[-2:]
+    ph, pw = (-h) % multiple, (-w) % multiple
+    if ph or pw:
+        x = F.pad(x, (0, pw, 0, ph), mode="replicate")
+    return x
