@@ -12,7 +12,8 @@ critical vs. ancillary by the case of the first type letter) with PyAV's vocabul
             ...
 
 Modules: ``records`` (dataclasses), ``source`` (bounded reads), ``chunks`` (framing),
-``headers`` / ``bodies`` (chunk bodies), ``writer`` and ``reader``. Importing this package
+``headers`` / ``bodies`` (chunk bodies), ``writer``, ``reader`` and ``stats`` (true byte
+counts and bpp). Importing this package
 loads neither torch nor PyAV.
 """
 
@@ -33,6 +34,7 @@ from onedc_media.container.records import (
     Packet,
     StreamHeader,
 )
+from onedc_media.container.stats import ContainerStats, StreamStats, measure
 from onedc_media.container.writer import OutputContainer
 
 __all__ = [
@@ -40,6 +42,7 @@ __all__ = [
     "MAGIC",
     "READER_VERSION",
     "ColorInfo",
+    "ContainerStats",
     "IndexEntry",
     "InputContainer",
     "Limits",
@@ -49,7 +52,9 @@ __all__ = [
     "OutputContainer",
     "Packet",
     "StreamHeader",
+    "StreamStats",
     "is_odc",
+    "measure",
     "open",
 ]
 
