@@ -14,6 +14,7 @@ import tracemalloc
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from onedc_media import container
@@ -119,8 +120,10 @@ def test_round_trip_all_fields_through_a_path(tmp_path):
 def test_add_stream_normalises_like_the_reader():
     buf = io.BytesIO()
     with container.open(buf, "w") as out:
-        h = out.add_stream(StreamHeader("image", "x", codec_params={"t": (1, (2, 3))}))
-    assert h.codec_params == {"t": [1, [2, 3]]}
+        h = out.add_stream(StreamHeader(
+            "image", "x", width=np.int64(5), codec_params={"t": (1, (2, 3))}
+        ))
+    assert h.codec_params == {"t": [1, [2, 3]]} and type(h.width) is int
     assert container.open(io.BytesIO(buf.getvalue())).streams == [h]
 
 
@@ -278,6 +281,7 @@ def test_writer_refuses_misuse():
         with pytest.raises(exc):
             out.mux(bad)
     out.mux(Packet(0, memoryview(b"ok")))
+    out.mux(Packet(np.int64(0), b"np", pts=np.int64(-3), duration=np.uint8(2), keyframe=np.True_))
     with pytest.raises(ValueError):
         out.add_stream(StreamHeader("image", "z"))
     with pytest.raises(ValueError):
@@ -285,6 +289,7 @@ def test_writer_refuses_misuse():
     with pytest.raises(TypeError):
         out.metadata["late"] = "x"
     out.close()
+    assert read_all(out._fp.getvalue())[1] == Packet(0, b"np", -3, None, 2, True)
     with pytest.raises(ValueError):
         out.mux(Packet(0, b""))
     with pytest.raises(ValueError):

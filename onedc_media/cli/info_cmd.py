@@ -62,8 +62,8 @@ def _report(path: str, inp: Any, stats: Any, index_entries: int, index_source: A
                 "height": h.height,
                 "pixel_format": h.pixel_format,
                 "color": asdict(h.color),
-                "time_base": str(h.time_base),
-                "frame_rate": None if h.frame_rate is None else str(h.frame_rate),
+                "time_base": _ratio(h.time_base),
+                "frame_rate": None if h.frame_rate is None else _ratio(h.frame_rate),
                 "codec_params": dict(h.codec_params),
                 "model": None if h.model is None else asdict(h.model),
                 "passthrough": h.passthrough,
@@ -95,6 +95,10 @@ def _report(path: str, inp: Any, stats: Any, index_entries: int, index_source: A
         "index_source": index_source,
         "streams": streams,
     }
+
+
+def _ratio(value: Any) -> str:
+    return f"{value.numerator}/{value.denominator}"
 
 
 _BASIS = {

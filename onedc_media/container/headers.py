@@ -12,6 +12,7 @@ import base64
 import binascii
 import json
 import math
+import operator
 import struct
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, fields, replace
@@ -129,9 +130,16 @@ def check_str_map(value: Any, fail: Fail, where: str) -> dict[str, str]:
 
 
 def _check_int(value: Any, fail: Fail, where: str, hi: int = _INT32_MAX) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= hi:
-        raise fail(f"{where} must be an integer in 0..{hi}, got {value!r}")
-    return int(value)
+    """*value* as an ``int`` in ``0..hi`` (numpy integers accepted; bools and floats not)."""
+    try:
+        if isinstance(value, bool):
+            raise TypeError
+        value = operator.index(value)
+    except TypeError:
+        raise fail(f"{where} must be an integer, got {value!r}") from None
+    if not 0 <= value <= hi:
+        raise fail(f"{where} must be in 0..{hi}, got {value}")
+    return value
 
 
 def _check_str(value: Any, fail: Fail, where: str) -> str:
@@ -159,10 +167,15 @@ def check_stream_header(h: StreamHeader, limits: Limits, fail: Fail = ValueError
         raise fail(f"media_type must be one of {', '.join(MEDIA_TYPES)}, got {h.media_type!r}")
     if not _check_str(h.codec, fail, "codec"):
         raise fail("codec must not be empty")
-    for name in ("width", "height"):
-        _check_int(getattr(h, name), fail, name, limits.max_dimension)
-    for name in ("sample_rate", "channels"):
-        _check_int(getattr(h, name), fail, name)
+    ints = {
+        name: _check_int(getattr(h, name), fail, name, hi)
+        for name, hi in (
+            ("width", limits.max_dimension),
+            ("height", limits.max_dimension),
+            ("sample_rate", _INT32_MAX),
+            ("channels", _INT32_MAX),
+        )
+    }
     for name in ("pixel_format", "channel_layout", "sample_format"):
         _check_str(getattr(h, name), fail, name)
     if not isinstance(h.color, ColorInfo):
@@ -184,6 +197,7 @@ def check_stream_header(h: StreamHeader, limits: Limits, fail: Fail = ValueError
         raise fail("index must be an int")
     return replace(
         h,
+        **ints,
         time_base=_check_rational(h.time_base, fail, "time_base"),
         frame_rate=None
         if h.frame_rate is None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import bisect
 import builtins
 import io
+import operator
 import os
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
@@ -334,8 +335,9 @@ class InputContainer:
         return packet
 
     def _check_stream(self, index: int) -> int:
-        if isinstance(index, bool) or not isinstance(index, int):
+        if isinstance(index, bool):
             raise TypeError(f"stream index must be an int, got {index!r}")
+        index = operator.index(index)
         if not 0 <= index < len(self._streams):
             raise ValueError(f"no stream {index}: the file has {len(self._streams)}")
         return index

@@ -12,6 +12,7 @@ renamed on success only (invariant 6).
 
 from __future__ import annotations
 
+import operator
 import os
 import secrets
 import weakref
@@ -134,7 +135,7 @@ class OutputContainer:
         """Append one packet. The first call writes the file and stream headers."""
         if self._closed:
             raise ValueError("cannot mux: the container is closed")
-        data = self._check_packet(packet)
+        packet, data = self._check_packet(packet)
         if not self._started:
             self._start()
         n, size = self._since_sync
@@ -158,23 +159,18 @@ class OutputContainer:
         self._payload_bytes += len(data)
         self._since_sync = (n + 1, size + self._pos - start)
 
-    def _check_packet(self, packet: Packet) -> bytes | bytearray | memoryview:
+    def _check_packet(self, packet: Packet) -> tuple[Packet, bytes | bytearray | memoryview]:
+        """The packet with plain ``int`` / ``bool`` fields, and its payload as bytes."""
         if not isinstance(packet, Packet):
             raise TypeError(f"expected a Packet, got {type(packet).__name__}")
-        if not (
-            isinstance(packet.stream_index, int) and 0 <= packet.stream_index < len(self._streams)
-        ):
-            raise ValueError(
-                f"packet stream_index {packet.stream_index!r}: "
-                f"the container has {len(self._streams)} streams"
-            )
-        for name in ("pts", "dts"):
-            value = getattr(packet, name)
-            if value is not None:
-                _check_int64(value, name, bodies.INT64_MIN)
-        _check_int64(packet.duration, "duration", 0)
-        if not isinstance(packet.keyframe, bool):
-            raise TypeError("packet keyframe must be a bool")
+        stream = _check_int(packet.stream_index, "stream_index", 0, len(self._streams) - 1)
+        pts, dts = (
+            None if v is None else _check_int(v, name, bodies.INT64_MIN, bodies.INT64_MAX)
+            for name, v in (("pts", packet.pts), ("dts", packet.dts))
+        )
+        duration = _check_int(packet.duration, "duration", 0, bodies.INT64_MAX)
+        if packet.keyframe not in (True, False):
+            raise TypeError(f"packet keyframe must be a bool, got {packet.keyframe!r}")
         data = packet.data
         if isinstance(data, memoryview):
             data = data.cast("B") if data.format != "B" or data.ndim != 1 else data
@@ -185,7 +181,7 @@ class OutputContainer:
                 f"packet of {len(data)} bytes is above the limit of "
                 f"{self.limits.max_packet_size} bytes"
             )
-        return data
+        return Packet(stream, b"", pts, dts, duration, bool(packet.keyframe)), data
 
     # -- finishing ------------------------------------------------------------------
 
@@ -272,11 +268,16 @@ class OutputContainer:
         return f"<OutputContainer {self.name or '?'} {len(self._streams)} streams, {state}>"
 
 
-def _check_int64(value: object, name: str, lo: int) -> None:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"packet {name} must be an int, got {type(value).__name__}")
-    if not lo <= value <= bodies.INT64_MAX:
-        raise ValueError(f"packet {name} {value} is outside {lo}..{bodies.INT64_MAX}")
+def _check_int(value: object, name: str, lo: int, hi: int) -> int:
+    if isinstance(value, bool):
+        raise TypeError(f"packet {name} must be an int, got a bool")
+    try:
+        value = operator.index(value)  # numpy integers too
+    except TypeError:
+        raise TypeError(f"packet {name} must be an int, got {type(value).__name__}") from None
+    if not lo <= value <= hi:
+        raise ValueError(f"packet {name} {value} is outside {lo}..{hi}")
+    return value
 
 
 def _open_temp(path: str) -> tuple[BinaryIO, str]:
