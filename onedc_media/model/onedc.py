@@ -190,22 +190,33 @@ class OneDCModel(ModelMixin, ConfigMixin):
         return self.vae.decode(self.synthesize_latent(y_hat, z_int)[0])
 
     # -- training ------------------------------------------------------------------
-    def forward(self, x: Tensor, q: Tensor, *, with_aux: bool = True) -> OneDCOutput:
-        """Simulated coding of ``x`` in [-1, 1] (H, W multiples of 64) at rate points ``q``."""
+    def forward(self, x: Tensor, q: Tensor, *, with_aux: bool = True,
+                decode_pixels: bool = True) -> OneDCOutput:
+        """Simulated coding of ``x`` in [-1, 1] (H, W multiples of 64) at rate points ``q``.
+
+        ``decode_pixels=False`` skips the VAE decoder (latent-space training); ``x_hat``
+        is then empty.
+        """
         if x.shape[-1] % PAD_MULTIPLE or x.shape[-2] % PAD_MULTIPLE:
             raise ValueError(f"training crops must be multiples of {PAD_MULTIPLE}")
-        latent, y, _, z_int = self.analyse(x)
+        with torch.set_grad_enabled(torch.is_grad_enabled() and self._vae_encoder_trains()):
+            latent = self.vae.encode(x)
+        y, sem = self.analysis(latent, self.patch_embed(x))
+        _, z_int = self.fsq(self.hyper_encoder(y, sem))
         y_g = y * self.gain(q)
         y_hat, mu_g, ls_g = self.parsing(z_int, y_g, q)
         y_bits = gaussian_bits(y_g, mu_g, ls_g, self.parsing.config.table.log_bounds())
         latent_hat, control, sem_up = self.synthesize_latent(y_hat, z_int)
-        x_hat = self.vae.decode(latent_hat)
+        x_hat = self.vae.decode(latent_hat) if decode_pixels else x.new_zeros(0)
         tokens = z_int.shape[-1] * z_int.shape[-2]
         from onedc_media.entropy.fsq import bits_per_token
 
         z_bits = torch.full((x.shape[0],), float(tokens * bits_per_token(self.config.z_levels)), device=x.device)
         aux = self.aux_head(sem_up) if with_aux else None
         return OneDCOutput(x_hat, latent, latent_hat, y_bits, z_bits, aux, control)
+
+    def _vae_encoder_trains(self) -> bool:
+        return any(p.requires_grad for m in self.vae.encoder_modules for p in m.parameters())
 
     def inference_state_dict(self) -> dict[str, Tensor]:
         """Float weights an encoder/decoder needs: no aux head, no parsing twin."""

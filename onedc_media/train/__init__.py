@@ -1,1 +1,1 @@
-"""train"""
+"""Training OneDC: stages, resumable loop, checkpoints, export (imports torch)."""

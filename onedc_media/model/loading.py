@@ -1,0 +1,58 @@
+"""Finding model configs and building models: by name, from YAML, or from a folder."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from onedc_media.errors import ModelError
+
+__all__ = ["model_config", "build_model", "embedded_model_dir", "repo_configs_dir", "DEFAULT_MODEL"]
+
+DEFAULT_MODEL = "onedc-tiny"
+
+
+def embedded_model_dir(name: str = DEFAULT_MODEL) -> Path:
+    """The folder of an embedded model inside the installed package."""
+    return Path(__file__).resolve().parent.parent / "weights" / name
+
+
+def repo_configs_dir() -> Path:
+    return Path(__file__).resolve().parents[2] / "configs" / "models"
+
+
+def model_config(spec: str | os.PathLike) -> dict[str, Any]:
+    """Config dict for *spec*: a YAML file, a model folder (config.json) or a model name."""
+    p = Path(spec)
+    if p.is_dir():
+        p = p / "config.json"
+    if not p.exists() and not p.suffix:
+        for candidate in (repo_configs_dir() / f"{spec}.yaml", embedded_model_dir(str(spec)) / "config.json"):
+            if candidate.exists():
+                p = candidate
+                break
+    if not p.exists():
+        raise ModelError(f"no model config named or at {spec!r}")
+    try:
+        text = p.read_text()
+        data = json.loads(text) if p.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise ModelError(f"cannot read model config {p}: {exc}") from None
+    if not isinstance(data, dict):
+        raise ModelError(f"model config {p} is not a mapping")
+    return {k: v for k, v in data.items() if not k.startswith("_")}
+
+
+def build_model(spec: str | os.PathLike):  # -> OneDCModel (lazy import keeps this light)
+    """A freshly initialised :class:`OneDCModel` with the config of *spec*."""
+    from onedc_media.model.onedc import OneDCModel
+
+    cfg = model_config(spec)
+    try:
+        return OneDCModel(**cfg)
+    except TypeError as exc:
+        raise ModelError(f"bad model config {spec}: {exc}") from None

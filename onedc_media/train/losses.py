@@ -1,0 +1,50 @@
+"""Training losses of OneDC (Stage I) and of the tiny VAE."""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+__all__ = ["distortion", "ms_ssim_per_sample", "psnr"]
+
+
+def ms_ssim_per_sample(a01: Tensor, b01: Tensor) -> Tensor:
+    """MS-SSIM per sample (pytorch-msssim); fewer scales for small crops."""
+    from pytorch_msssim import ms_ssim
+
+    side = min(a01.shape[-2:])
+    # pytorch-msssim needs side > (win - 1) * 2**(scales - 1); win = 11.
+    scales = 5
+    while scales > 1 and side <= 10 * 2 ** (scales - 1):
+        scales -= 1
+    weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:scales]
+    return ms_ssim(a01, b01, data_range=1.0, size_average=False, weights=weights)
+
+
+def psnr(a01: Tensor, b01: Tensor) -> Tensor:
+    mse = (a01 - b01).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return -10 * torch.log10(mse)
+
+
+def distortion(x_hat: Tensor, x: Tensor, *, l1: float = 1.0, mse: float = 0.0,
+               msssim: float = 0.0) -> tuple[Tensor, dict[str, Tensor]]:
+    """Per-sample distortion of images in [-1, 1]; returns (loss [B], parts)."""
+    a = (x_hat.clamp(-1, 1) + 1) / 2 if msssim else None
+    b = (x + 1) / 2
+    parts: dict[str, Tensor] = {}
+    loss = torch.zeros(x.shape[0], device=x.device)
+    if l1:
+        parts["l1"] = (x_hat - x).abs().flatten(1).mean(1) / 2  # on the [0, 1] scale
+        loss = loss + l1 * parts["l1"]
+    if mse:
+        parts["mse"] = (x_hat - x).pow(2).flatten(1).mean(1) / 4
+        loss = loss + mse * parts["mse"]
+    if msssim:
+        parts["msssim"] = ms_ssim_per_sample(a, b)
+        loss = loss + msssim * (1 - parts["msssim"])
+    return loss, parts
+
+
+def latent_l1(a: Tensor, b: Tensor) -> Tensor:
+    return F.l1_loss(a, b, reduction="none").flatten(1).mean(1)
