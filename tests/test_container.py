@@ -270,6 +270,12 @@ def test_writer_refuses_misuse():
     out.add_stream(StreamHeader("image", "x"))
     with pytest.raises(LimitExceededError):
         out.add_stream(StreamHeader("image", "y"))
+    small = container.open(io.BytesIO(), "w", limits=Limits(max_header_size=100))
+    with pytest.raises(LimitExceededError, match="extradata"):
+        small.add_stream(StreamHeader("audio", "aac", extradata=bytes(100)))
+    small.metadata["big"] = "x" * 100
+    with pytest.raises(LimitExceededError):
+        small.close()
     for bad, exc in [
         (Packet(1, b""), ValueError),
         (Packet(0, "text"), TypeError),
@@ -409,6 +415,14 @@ def test_seek_in_truncated_file_uses_the_intact_part():
         assert [inp.read_packet_at(e) for e in entries] == [
             p for p in packets if p.keyframe
         ][: len(entries)]
+
+
+def test_index_larger_than_the_limit_is_left_out():
+    packets = [Packet(0, b"x", pts=i, keyframe=True) for i in range(10)]
+    data = write(packets, limits=Limits(max_index_size=20))
+    assert b"indx" not in data
+    with container.open(io.BytesIO(data)) as inp:
+        assert len(inp.index) == 10 and inp.index_source == "scan" and inp.damage is None
 
 
 def test_read_packet_at_checks_the_entry():

@@ -9,8 +9,6 @@ malformed, but callers only decode bodies whose CRC already matched.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable
-
 from onedc_media.container.records import IndexEntry, Packet
 from onedc_media.errors import OdcFormatError
 
@@ -25,7 +23,7 @@ __all__ = [
     "decode_packet",
     "decode_sync",
     "encode_end",
-    "encode_index",
+    "encode_index_entry",
     "encode_packet_header",
     "encode_sync",
     "uvarint",
@@ -158,19 +156,10 @@ def decode_sync(body: bytes, offset: int) -> int:
     return count
 
 
-def encode_index(entries: Iterable[IndexEntry]) -> bytes:
-    entries = list(entries)
-    parts = [uvarint(len(entries))]
-    prev = 0
-    for e in entries:
-        parts.append(uvarint(e.stream_index))
-        if e.pts is None:
-            parts.append(b"\x00")
-        else:
-            parts.append(b"\x01" + uvarint(_zigzag(e.pts)))
-        parts.append(uvarint(e.offset - prev))
-        prev = e.offset
-    return b"".join(parts)
+def encode_index_entry(entry: IndexEntry, previous_offset: int) -> bytes:
+    """One ``indx`` entry; *previous_offset* is the last entry's offset (0 for the first)."""
+    pts = b"\x00" if entry.pts is None else b"\x01" + uvarint(_zigzag(entry.pts))
+    return uvarint(entry.stream_index) + pts + uvarint(entry.offset - previous_offset)
 
 
 def decode_index(body: bytes, n_streams: int, lo: int, hi: int) -> list[IndexEntry]:

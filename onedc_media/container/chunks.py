@@ -101,7 +101,7 @@ def chunk_bytes(ctype: bytes, *parts: bytes) -> list[bytes]:
 
 def _limit_for(ctype: bytes, limits: Limits) -> int:
     if ctype == PACKET:
-        return limits.max_packet_size + 64  # payload + packet header (at most 41 bytes)
+        return limits.max_packet_size + 64  # payload + packet header (at most 33 bytes)
     if ctype in (FILE_HEADER, STREAM_HEADER):
         return limits.max_header_size
     if ctype == INDEX:
@@ -110,7 +110,7 @@ def _limit_for(ctype: bytes, limits: Limits) -> int:
         return 32
     if ctype == END:
         return 16
-    return MAX_CHUNK_LENGTH  # unknown chunks are streamed, never held in memory
+    return MAX_CHUNK_LENGTH
 
 
 def read_chunk(
@@ -122,7 +122,8 @@ def read_chunk(
     """Read and CRC-check the chunk at ``src.pos``; ``None`` at a clean end of data.
 
     The body of a chunk for which *keep* returns false is streamed through the CRC in
-    pieces and dropped (``body`` is then ``b""``); by default every body is kept.
+    pieces and dropped (``body`` is then ``b""``); by default every body is kept. Only
+    kept bodies are held in memory, so only they are bounded by *limits*.
 
     :raises TruncatedError: the data ends inside the chunk.
     :raises LimitExceededError: the declared length is above *limits*.
@@ -141,7 +142,8 @@ def read_chunk(
     name = ctype.decode("ascii")
     if length > MAX_CHUNK_LENGTH:
         raise OdcFormatError(f"{name} chunk at byte {offset} declares {length} bytes")
-    limit = _limit_for(ctype, limits)
+    kept = keep is None or keep(ctype)
+    limit = _limit_for(ctype, limits) if kept else MAX_CHUNK_LENGTH
     if length > limit:
         raise LimitExceededError(
             f"{name} chunk at byte {offset} declares {length} bytes (limit {limit})"
@@ -151,7 +153,7 @@ def read_chunk(
         raise TruncatedError(
             f"{name} chunk at byte {offset} needs {length + 4} more bytes, {left} left"
         )
-    if keep is None or keep(ctype):
+    if kept:
         body = src.read(length)
         crc = crc_of(ctype, body)
         complete = len(body) == length

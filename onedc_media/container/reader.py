@@ -162,8 +162,8 @@ class InputContainer:
             raise ValueError(f"on_damage must be one of {', '.join(_ON_DAMAGE)}")
         wanted: set[int] | None = None
         if stream_indices is not None:
-            if isinstance(stream_indices, int):
-                stream_indices = (stream_indices,)
+            if not isinstance(stream_indices, Iterable):
+                stream_indices = (stream_indices,)  # one index (int or numpy integer)
             wanted = {self._check_stream(i) for i in stream_indices}
         if self._next_start is not None:
             start = self._next_start

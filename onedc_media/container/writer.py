@@ -39,7 +39,8 @@ class OutputContainer:
     :param sync_every_packets: write a sync point at least every this many packets.
     :param sync_every_bytes: ... and at least every this many bytes.
     :param write_index: write the trailing keyframe index (readers can rebuild it by
-        scanning when it is absent).
+        scanning when it is absent). It is left out anyway when it would be larger than
+        ``limits.max_index_size``, which default readers would refuse.
     :param limits: bounds a packet must satisfy so default readers accept the file.
     """
 
@@ -73,6 +74,7 @@ class OutputContainer:
             name = getattr(file, "name", None)
             self.name = name if isinstance(name, str) else None
         self._streams: list[StreamHeader] = []
+        self._stream_bodies: list[bytes] = []
         self._metadata: dict[str, str] = {}
         self._started = False
         self._closed = False
@@ -80,7 +82,8 @@ class OutputContainer:
         self._packets = 0
         self._payload_bytes = 0
         self._since_sync = (0, 0)  # packets, bytes
-        self._index: list[IndexEntry] = []
+        self._index: list[bytes] = []  # encoded entries: ~6 bytes per keyframe
+        self._index_prev = 0
 
     # -- set-up ---------------------------------------------------------------------
 
@@ -108,8 +111,18 @@ class OutputContainer:
             raise TypeError(f"expected a StreamHeader, got {type(header).__name__}")
         header = headers.check_stream_header(header, self.limits)
         header = replace(header, index=len(self._streams))
+        body = headers.encode_stream_header(header)
+        self._check_header_size(body, f"stream {header.index}'s header")
         self._streams.append(header)
+        self._stream_bodies.append(body)
         return header
+
+    def _check_header_size(self, body: bytes, what: str) -> None:
+        if len(body) > self.limits.max_header_size:
+            raise LimitExceededError(
+                f"{what} takes {len(body)} bytes, above the limit of "
+                f"{self.limits.max_header_size} (extradata, codec_params or metadata too big)"
+            )
 
     def _check_setup(self, what: str) -> None:
         if self._closed:
@@ -119,13 +132,12 @@ class OutputContainer:
 
     def _start(self) -> None:
         meta = headers.check_str_map(self._metadata, ValueError, "metadata")
+        body = headers.encode_file_header(len(self._streams), meta)
+        self._check_header_size(body, "the file header")
         self._started = True
-        out = [chunks.MAGIC]
-        out += chunks.chunk_bytes(
-            chunks.FILE_HEADER, headers.encode_file_header(len(self._streams), meta)
-        )
-        for h in self._streams:
-            out += chunks.chunk_bytes(chunks.STREAM_HEADER, headers.encode_stream_header(h))
+        out = [chunks.MAGIC, *chunks.chunk_bytes(chunks.FILE_HEADER, body)]
+        for body in self._stream_bodies:
+            out += chunks.chunk_bytes(chunks.STREAM_HEADER, body)
         self._write(b"".join(out))
         self._flush()
 
@@ -154,7 +166,9 @@ class OutputContainer:
             self._write(data)
             self._write(parts[3])
         if packet.keyframe:
-            self._index.append(IndexEntry(packet.stream_index, packet.pts, start))
+            entry = IndexEntry(packet.stream_index, packet.pts, start)
+            self._index.append(bodies.encode_index_entry(entry, self._index_prev))
+            self._index_prev = start
         self._packets += 1
         self._payload_bytes += len(data)
         self._since_sync = (n + 1, size + self._pos - start)
@@ -208,9 +222,10 @@ class OutputContainer:
                 self._start()
             index_offset = 0
             out: list[bytes] = []
-            if self._write_index:
+            index = bodies.uvarint(len(self._index)) + b"".join(self._index)
+            if self._write_index and len(index) <= self.limits.max_index_size:
                 index_offset = self._pos
-                out += chunks.chunk_bytes(chunks.INDEX, bodies.encode_index(self._index))
+                out += chunks.chunk_bytes(chunks.INDEX, index)
             out += chunks.chunk_bytes(
                 chunks.END, bodies.encode_end(index_offset, self._packets)
             )
