@@ -31,8 +31,14 @@ MODEL = ModelRef("onedc-sd15-q3", "0" * 64, "1" * 64)
 def header() -> StreamHeader:
     """A typical OneDC keyframe stream header (model hashes included)."""
     return StreamHeader(
-        "video", "onedc", width=1920, height=1080, time_base=Fraction(1, 90000),
-        frame_rate=Fraction(30000, 1001), codec_params={"quality": 3}, model=MODEL,
+        "video",
+        "onedc",
+        width=1920,
+        height=1080,
+        time_base=Fraction(1, 90000),
+        frame_rate=Fraction(30000, 1001),
+        codec_params={"quality": 3},
+        model=MODEL,
     )
 
 
@@ -55,8 +61,7 @@ def bench(size: int, total: int, folder: str) -> dict:
     with container.open(path, "w") as out:
         out.add_stream(header())
         for i in range(count):
-            out.mux(Packet(0, payload, pts=i * 3003, dts=i * 3003, duration=3003,
-                           keyframe=True))
+            out.mux(Packet(0, payload, pts=i * 3003, dts=i * 3003, duration=3003, keyframe=True))
     t_write = time.perf_counter() - t0
     file_bytes = os.path.getsize(path)
     t0 = time.perf_counter()
@@ -65,9 +70,10 @@ def bench(size: int, total: int, folder: str) -> dict:
     t_read = time.perf_counter() - t0
     assert got == size * count
     t0 = time.perf_counter()
-    with open(path, "rb", buffering=0) as raw, container.open(
-        io.BufferedReader(_Pipe(raw), 1 << 16)
-    ) as inp:
+    with (
+        open(path, "rb", buffering=0) as raw,
+        container.open(io.BufferedReader(_Pipe(raw), 1 << 16)) as inp,
+    ):
         got = sum(len(p.data) for p in inp.demux())
     t_pipe = time.perf_counter() - t0
     os.unlink(path)
@@ -99,21 +105,32 @@ def fixed_cost() -> tuple[int, int]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--total-mib", type=float, default=16, help="payload per size (MiB)")
-    ap.add_argument("--sizes", type=int, nargs="+", default=[256, 4096, 65536, 1 << 20],
-                    help="packet payload sizes in bytes")
+    ap.add_argument(
+        "--sizes",
+        type=int,
+        nargs="+",
+        default=[256, 4096, 65536, 1 << 20],
+        help="packet payload sizes in bytes",
+    )
     ap.add_argument("--dir", default=None, help="folder for the temporary files")
     args = ap.parse_args(argv)
     one, extra = fixed_cost()
-    print(f"single-image file: {one} bytes around the payload (headers with model "
-          f"hashes, framing, index, end); each further packet adds {extra}")
-    print(f"{'payload':>9} {'packets':>8} {'framing/pkt':>12} {'overhead':>9} "
-          f"{'write MiB/s':>12} {'read MiB/s':>11} {'pipe read':>10}")
+    print(
+        f"single-image file: {one} bytes around the payload (headers with model "
+        f"hashes, framing, index, end); each further packet adds {extra}"
+    )
+    print(
+        f"{'payload':>9} {'packets':>8} {'framing/pkt':>12} {'overhead':>9} "
+        f"{'write MiB/s':>12} {'read MiB/s':>11} {'pipe read':>10}"
+    )
     with tempfile.TemporaryDirectory(dir=args.dir) as folder:
         for size in args.sizes:
             r = bench(size, int(args.total_mib * (1 << 20)), folder)
-            print(f"{r['size']:>9} {r['packets']:>8} {r['framing']:>12.2f} "
-                  f"{r['overhead']:>8.3f}% {r['write']:>12.0f} {r['read']:>11.0f} "
-                  f"{r['pipe']:>10.0f}")
+            print(
+                f"{r['size']:>9} {r['packets']:>8} {r['framing']:>12.2f} "
+                f"{r['overhead']:>8.3f}% {r['write']:>12.0f} {r['read']:>11.0f} "
+                f"{r['pipe']:>10.0f}"
+            )
     return 0
 
 

@@ -120,9 +120,9 @@ def test_round_trip_all_fields_through_a_path(tmp_path):
 def test_add_stream_normalises_like_the_reader():
     buf = io.BytesIO()
     with container.open(buf, "w") as out:
-        h = out.add_stream(StreamHeader(
-            "image", "x", width=np.int64(5), codec_params={"t": (1, (2, 3))}
-        ))
+        h = out.add_stream(
+            StreamHeader("image", "x", width=np.int64(5), codec_params={"t": (1, (2, 3))})
+        )
     assert h.codec_params == {"t": [1, [2, 3]]} and type(h.width) is int
     assert container.open(io.BytesIO(buf.getvalue())).streams == [h]
 
@@ -153,8 +153,9 @@ def test_empty_files():
 
 def test_os_pipe_round_trip_while_writing():
     r, w = os.pipe()
-    packets = [Packet(i % 2, golden.payload(f"p{i}", 5000), pts=i, keyframe=True)
-               for i in range(40)]
+    packets = [
+        Packet(i % 2, golden.payload(f"p{i}", 5000), pts=i, keyframe=True) for i in range(40)
+    ]
 
     def produce():
         with os.fdopen(w, "wb") as wf, container.open(wf, "w", sync_every_packets=4) as out:
@@ -375,7 +376,7 @@ def _check_seeks(inp, packets):
     assert next(inp.demux(1)).pts == 30
     inp.seek(0, 100)
     rest = list(inp.demux(on_damage="stop"))
-    assert rest == packets[packets.index(Packet(0, bytes([10]) * 50, 100, None, 0, True)):]
+    assert rest == packets[packets.index(Packet(0, bytes([10]) * 50, 100, None, 0, True)) :]
 
 
 def test_seek_via_trailing_index():
@@ -412,9 +413,9 @@ def test_seek_in_truncated_file_uses_the_intact_part():
         entries = inp.index
         assert inp.index_source == "scan" and "needs" in inp.damage
         assert 0 < len(entries) < 24
-        assert [inp.read_packet_at(e) for e in entries] == [
-            p for p in packets if p.keyframe
-        ][: len(entries)]
+        assert [inp.read_packet_at(e) for e in entries] == [p for p in packets if p.keyframe][
+            : len(entries)
+        ]
 
 
 def test_index_larger_than_the_limit_is_left_out():
@@ -429,8 +430,12 @@ def test_read_packet_at_checks_the_entry():
     data, _ = _seek_file()
     with container.open(io.BytesIO(data)) as inp:
         e = inp.index[1]
-        for bad in [IndexEntry(e.stream_index, 999, e.offset), IndexEntry(0, 0, e.offset + 1),
-                    IndexEntry(0, 0, 3), IndexEntry(0, 0, len(data) + 10)]:
+        for bad in [
+            IndexEntry(e.stream_index, 999, e.offset),
+            IndexEntry(0, 0, e.offset + 1),
+            IndexEntry(0, 0, 3),
+            IndexEntry(0, 0, len(data) + 10),
+        ]:
             with pytest.raises(OdcFormatError):
                 inp.read_packet_at(bad)
 
@@ -439,7 +444,7 @@ def test_pipe_has_no_index():
     data, packets = _seek_file()
     with container.open(NonSeekable(data)) as inp:
         with pytest.raises(io.UnsupportedOperation):
-            inp.index
+            _ = inp.index
         with pytest.raises(io.UnsupportedOperation):
             inp.read_packet_at(IndexEntry(0, 0, 100))
         assert list(inp.demux()) == packets
@@ -636,7 +641,7 @@ def test_info_text_and_json(capsys):
 def test_info_multi_stream_uses_payload_bpp(capsys):
     assert cli_main(["info", "--json", str(GOLDEN / "av_passthrough.odc")]) == 0
     info = json.loads(capsys.readouterr().out)
-    video, audio, data = info["streams"]
+    video, audio, _ = info["streams"]
     assert video["bpp_basis"] == "payload" and video["packets"] == 7
     assert video["bpp"] == pytest.approx(video["payload_bytes"] * 8 / (320 * 240 * 7))
     assert audio["bpp"] is None and audio["passthrough"] and audio["extradata_bytes"] == 2
@@ -667,4 +672,3 @@ def test_info_does_not_import_torch():
 def test_import_is_light():
     code = "import sys, onedc_media.container; assert not {'torch', 'av'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True)
-

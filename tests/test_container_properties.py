@@ -33,19 +33,21 @@ golden = importlib.util.module_from_spec(_spec)
 sys.modules.setdefault("make_golden", golden)
 _spec.loader.exec_module(golden)
 
-SETTINGS = settings(
-    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow]
-)
+SETTINGS = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 INT64 = st.integers(-(1 << 63), (1 << 63) - 1)
 
 
 # -- strategies -----------------------------------------------------------------------
 
 json_values = st.recursive(
-    st.none() | st.booleans() | INT64 | st.floats(allow_nan=False, allow_infinity=False)
+    st.none()
+    | st.booleans()
+    | INT64
+    | st.floats(allow_nan=False, allow_infinity=False)
     | st.text(max_size=8),
-    lambda children: st.lists(children, max_size=3)
-    | st.dictionaries(st.text(max_size=5), children, max_size=3),
+    lambda children: (
+        st.lists(children, max_size=3) | st.dictionaries(st.text(max_size=5), children, max_size=3)
+    ),
     max_leaves=10,
 )
 short_text = st.text(max_size=12)
@@ -240,8 +242,13 @@ def test_every_truncation_yields_the_intact_prefix(pipe):
 
 
 @SETTINGS
-@given(st.lists(st.tuples(st.integers(0, len(SMALL) - 1), st.binary(min_size=1, max_size=6)),
-                min_size=1, max_size=4))
+@given(
+    st.lists(
+        st.tuples(st.integers(0, len(SMALL) - 1), st.binary(min_size=1, max_size=6)),
+        min_size=1,
+        max_size=4,
+    )
+)
 def test_random_overwrites_never_yield_a_wrong_packet(edits):
     data = bytearray(SMALL)
     for at, junk in edits:

@@ -108,10 +108,8 @@ _BASIS = {
 
 
 def _text(r: dict) -> str:
-    lines = [
-        f"{r['file']}: .odc format v{r['format_version']} (min reader "
-        f"v{r['min_reader_version']}), {r['file_bytes']:,} bytes"
-    ]
+    versions = f"v{r['format_version']} (min reader v{r['min_reader_version']})"
+    lines = [f"{r['file']}: .odc format {versions}, {r['file_bytes']:,} bytes"]
     if r["metadata"]:
         lines.append("  metadata: " + ", ".join(f"{k}={v}" for k, v in r["metadata"].items()))
     for s in r["streams"]:

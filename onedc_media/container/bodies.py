@@ -9,6 +9,7 @@ malformed, but callers only decode bodies whose CRC already matched.
 from __future__ import annotations
 
 import struct
+
 from onedc_media.container.records import IndexEntry, Packet
 from onedc_media.errors import OdcFormatError
 

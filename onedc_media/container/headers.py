@@ -229,9 +229,11 @@ def encode_stream_header(h: StreamHeader) -> bytes:
         if f.name == "color":
             value = _non_default(value, ColorInfo())
         elif f.name == "model":
-            value = {"name": value.name, "sha256": value.sha256, **_non_default(
-                value, ModelRef(value.name, value.sha256)
-            )}
+            value = {
+                "name": value.name,
+                "sha256": value.sha256,
+                **_non_default(value, ModelRef(value.name, value.sha256)),
+            }
         elif f.name in ("time_base", "frame_rate"):
             value = [value.numerator, value.denominator]
         elif f.name == "extradata":

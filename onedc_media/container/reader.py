@@ -49,7 +49,7 @@ class InputContainer:
         self._owns = isinstance(file, (str, os.PathLike))
         if self._owns:
             self.name: str | None = os.fspath(file)
-            fp: BinaryIO = builtins.open(self.name, "rb")
+            fp: BinaryIO = builtins.open(self.name, "rb")  # noqa: SIM115 - closed by close()
         else:
             if isinstance(file, io.TextIOBase) or not hasattr(file, "read"):
                 raise TypeError(f"expected a path or a binary file object, got {file!r}")
@@ -211,9 +211,7 @@ class InputContainer:
                         )
                     return
                 elif chunks.is_critical(chunk.type):
-                    raise OdcFormatError(
-                        f"unexpected critical chunk {chunk.type!r} at byte {pos}"
-                    )
+                    raise OdcFormatError(f"unexpected critical chunk {chunk.type!r} at byte {pos}")
             except OdcFormatError as exc:
                 self._note(str(exc))
                 if on_damage == "raise":
@@ -309,8 +307,7 @@ class InputContainer:
                 if e.pts is not None:
                     table.setdefault(e.stream_index, []).append((e.pts, e.offset))
             self._seek_table = {
-                s: ([p for p, _ in sorted(v)], [o for _, o in sorted(v)])
-                for s, v in table.items()
+                s: ([p for p, _ in sorted(v)], [o for _, o in sorted(v)]) for s, v in table.items()
             }
         pts_list, offsets = self._seek_table.get(stream_index, ([], []))
         i = bisect.bisect_right(pts_list, pts) - 1

@@ -152,9 +152,11 @@ class OutputContainer:
             self._start()
         n, size = self._since_sync
         if self._packets and (n >= self._sync_packets or size >= self._sync_bytes):
-            self._write(b"".join(chunks.chunk_bytes(
-                chunks.SYNC, bodies.encode_sync(self._pos, self._packets)
-            )))
+            self._write(
+                b"".join(
+                    chunks.chunk_bytes(chunks.SYNC, bodies.encode_sync(self._pos, self._packets))
+                )
+            )
             self._flush()
             n = size = 0
         start = self._pos
@@ -226,9 +228,7 @@ class OutputContainer:
             if self._write_index and len(index) <= self.limits.max_index_size:
                 index_offset = self._pos
                 out += chunks.chunk_bytes(chunks.INDEX, index)
-            out += chunks.chunk_bytes(
-                chunks.END, bodies.encode_end(index_offset, self._packets)
-            )
+            out += chunks.chunk_bytes(chunks.END, bodies.encode_end(index_offset, self._packets))
             self._write(b"".join(out))
             self._flush()
             self._closed = True

@@ -150,7 +150,9 @@ def build(case: Case) -> bytes:
 
 def chunk(ctype: bytes, body: bytes) -> bytes:
     """One chunk, framed independently of the library (for hand-made files)."""
-    return struct.pack(">I4s", len(body), ctype) + body + struct.pack(">I", zlib.crc32(ctype + body))
+    return (
+        struct.pack(">I4s", len(body), ctype) + body + struct.pack(">I", zlib.crc32(ctype + body))
+    )
 
 
 class _InjectingWriter(container.OutputContainer):
