@@ -135,7 +135,7 @@ def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
     import onedc_media
-    from onedc_media.errors import CodecOptionError
+    from onedc_media.errors import CodecOptionError, InvalidImageError
     from onedc_media.evaluate import (
         find_images,
         metrics,
@@ -181,6 +181,8 @@ def run(args: argparse.Namespace) -> int:
         images = {p.relative_to(base).as_posix(): p for p in files}
         errors: list[str] = []
     else:
+        if not find_images(args.images, args.max_images):
+            raise InvalidImageError(f"no images in {args.images}")
         qualities = parse_qualities(args.quality, names)
         specs, skipped = resolve_specs(names, registry, qualities)
         for name, reason in skipped:

@@ -57,9 +57,10 @@ def _overlap(a: np.ndarray, b: np.ndarray, axis: str, unit: str) -> tuple[float,
     if hi <= lo:
         if unit == "bpp":
             a, b = np.exp(a), np.exp(b)
+        unit = f" {unit}" if unit else ""
         raise BjontegaardError(
-            f"the {axis} ranges do not overlap: anchor {a[0]:.4g}..{a[-1]:.4g} {unit}, "
-            f"test {b[0]:.4g}..{b[-1]:.4g} {unit}; no Bjontegaard delta exists "
+            f"the {axis} ranges do not overlap: anchor {a[0]:.4g}..{a[-1]:.4g}{unit}, "
+            f"test {b[0]:.4g}..{b[-1]:.4g}{unit}; no Bjontegaard delta exists "
             "(choose qualities that give overlapping curves)"
         )
     return float(lo), float(hi)

@@ -207,7 +207,10 @@ def resolve_specs(
             if info.quality_option is None:
                 raise CodecOptionError(f"codec {name!r} has no quality option; drop it from -q")
             opt = info.option(info.quality_option)
-            ladder = tuple(dict.fromkeys(opt.validate(v) for v in qualities[name]))
+            try:
+                ladder = tuple(dict.fromkeys(opt.validate(v) for v in qualities[name]))
+            except CodecOptionError as exc:
+                raise CodecOptionError(f"codec {name!r}: {exc}") from None
         else:
             ladder = default_qualities(info)
         try:
