@@ -265,8 +265,12 @@ class Codec(ABC):
         *,
         model: ModelRef | None = None,
         device: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Decoder:
         """Return a decoder for a stream whose header holds *params* and *model*.
+
+        :param options: decoder-side options the user chose (e.g. ``model``: where to
+            find the weights); codecs ignore options that do not concern decoding.
 
         Raise :class:`~onedc_media.errors.ModelMismatchError` if *model* names weights
         this implementation does not hold.

@@ -178,8 +178,10 @@ class IntConv2d:
 
     def state(self, prefix: str) -> dict[str, Tensor]:
         meta = torch.tensor([int(self.relu), self.act_bits, self.in_bits], dtype=torch.int64)
+        wmax = int(self.weight.abs().max()) if self.weight.numel() else 0
+        wdtype = torch.int8 if wmax < 2**7 else torch.int16 if wmax < 2**15 else torch.int32
         return {
-            f"{prefix}.weight": self.weight.to(torch.int32).contiguous(),
+            f"{prefix}.weight": self.weight.to(wdtype).contiguous(),
             f"{prefix}.bias": self.bias.contiguous(),
             f"{prefix}.shift": self.shift.contiguous(),
             f"{prefix}.meta": meta,

@@ -182,12 +182,12 @@ class ParsingNet(nn.Module):
         def rnd(x: Tensor) -> Tensor:
             return (torch.sign(x) * torch.floor(torch.abs(x) + 0.5)).to(torch.int64)
 
-        out["gain"] = rnd(torch.exp(lg) * gs)
-        out["inv_gain"] = rnd(torch.exp(-lg) * gs)
-        out["log_gain"] = rnd(lg * 2.0**cfg.act_frac)
+        out["gain"] = rnd(torch.exp(lg) * gs).to(torch.int32)
+        out["inv_gain"] = rnd(torch.exp(-lg) * gs).to(torch.int32)
+        out["log_gain"] = rnd(lg * 2.0**cfg.act_frac).to(torch.int32)
         thresholds, freqs = build_tables(cfg.table)
         out["thresholds"] = torch.from_numpy(thresholds)
-        out["freqs"] = torch.from_numpy(freqs)
+        out["freqs"] = torch.from_numpy(freqs).to(torch.int32)
         return out
 
 

@@ -28,11 +28,12 @@ class LatentVAE(nn.Module):
     def __init__(self, type: str, kwargs: dict[str, Any], *, pixel_shuffle: int = 1,
                  scaling_factor: float = 1.0, pretrained: str | None = None) -> None:
         super().__init__()
-        import diffusers
-
         if type not in VAE_TYPES:
-            raise ModelError(f"vae.type must be one of {', '.join(VAE_TYPES)}, got {type!r}")
-        cls = getattr(diffusers, type)
+            raise ModelError(f"vae_config.type must be one of {', '.join(VAE_TYPES)}, got {type!r}")
+        if type == "AutoencoderTiny":  # direct imports: `import diffusers` costs seconds more
+            from diffusers.models.autoencoders.autoencoder_tiny import AutoencoderTiny as cls
+        else:
+            from diffusers.models.autoencoders.autoencoder_kl import AutoencoderKL as cls
         if pretrained:
             self.model = cls.from_pretrained(pretrained, subfolder=_subfolder(pretrained, "vae"))
         else:
@@ -85,7 +86,7 @@ def load_unet(kwargs: dict[str, Any], pretrained: str | None = None) -> nn.Modul
     ``kwargs["in_channels"]`` control-feature channels (the OneDC layout), keeping the
     rest of the pretrained weights.
     """
-    from diffusers import UNet2DConditionModel
+    from diffusers.models.unets.unet_2d_condition import UNet2DConditionModel
 
     if not pretrained:
         return UNet2DConditionModel(**kwargs)

@@ -46,6 +46,7 @@ class ClassicCodec(Codec):
         *,
         model: ModelRef | None = None,
         device: str | None = None,
+        options: Mapping[str, Any] | None = None,
     ) -> Decoder:
         check_device(self.info, device)
         check_no_model(self.info, model)

@@ -1,1 +1,34 @@
-"""The OneDC learned codec plugin."""
+"""The OneDC learned codec, registered through the public ``register_codecs`` hook.
+
+Declaration only: torch, diffusers and the model load when the codec is first used.
+"""
+
+from __future__ import annotations
+
+from onedc_media import Capabilities, CodecInfo, CodecOption, CodecRegistry, hookimpl
+
+__all__ = ["ONEDC", "register_codecs"]
+
+ONEDC = CodecInfo(
+    name="onedc",
+    long_name="OneDC one-step diffusion image codec (learned, bit-exact entropy path)",
+    kind="image",
+    lossy=True,
+    factory="onedc_media_plugins.onedc.codec:OneDCCodec",
+    options=(
+        CodecOption("quality", "int", 3, "rate point: 1 = fewest bits; the model defines how many "
+                    "(onedc-tiny: 1..6)", min=1, max=16),
+        CodecOption("model", "str", "onedc-tiny", "embedded model name or a local exported model folder"),
+        CodecOption("device", "str", "auto", "synthesis device: auto, cpu, cuda, cuda:N "
+                    "(entropy coding always runs on the CPU)"),
+        CodecOption("dtype", "str", "float32", "synthesis precision", choices=("float32", "bfloat16", "float16")),
+        CodecOption("tile", "int", 1024, "pictures larger than this many pixels on a side are "
+                    "coded in overlapping tiles (bounds memory)", min=256, max=8192),
+    ),
+    capabilities=Capabilities(batch=True, cuda=True, lossless=False),
+)
+
+
+@hookimpl
+def register_codecs(registry: CodecRegistry) -> None:
+    registry.add(ONEDC)

@@ -64,5 +64,5 @@ class ZlibCodec(Codec):
         options = self.info.resolve_options(options)  # defaults, types, ranges
         return ZlibEncoder(options["level"])
 
-    def decoder(self, params, *, model=None, device=None):
+    def decoder(self, params, *, model=None, device=None, options=None):
         return ZlibDecoder()

@@ -1,0 +1,83 @@
+"""Export a trained model to an inference folder (what the package embeds).
+
+The folder holds ``config.json`` (diffusers ConfigMixin), ``model.safetensors`` (float
+weights the encoder and decoder need, stored as float16 to keep the wheel lean; no
+semantic-distillation head), ``parsing.safetensors`` (the integer parsing model and its
+tables, with its config in the metadata) and ``MODEL_CARD.md``. It is written to a
+temporary folder and renamed into place.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import torch
+from safetensors.torch import save_file
+
+from onedc_media.entropy.coder import CODER_ID
+from onedc_media.errors import ModelError
+
+__all__ = ["export_model", "export_checkpoint"]
+
+
+def export_model(model, out_dir: str | os.PathLike, *, dtype: torch.dtype = torch.float16,
+                 card: str | None = None) -> Path:
+    from onedc_media.model.engine import CONFIG_FILE, MODEL_FILE, PARSING_FILE
+
+    out = Path(out_dir)
+    tmp = out.with_name(f".{out.name}.tmp")
+    if tmp.exists():
+        shutil.rmtree(tmp)
+    tmp.mkdir(parents=True)
+    cfg = {k: v for k, v in dict(model.config).items() if not k.startswith("_")}
+    for key in ("vae_config", "unet_config"):
+        if isinstance(cfg.get(key), dict):
+            cfg[key] = {**cfg[key], "pretrained": None}
+    cfg["_class_name"] = type(model).__name__
+    (tmp / CONFIG_FILE).write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+    sd = {}
+    for k, v in model.inference_state_dict().items():
+        v = v.detach().cpu()
+        sd[k] = (v.to(dtype) if v.is_floating_point() else v).contiguous()
+    save_file(sd, str(tmp / MODEL_FILE), metadata={"format": "onedc-float/1"})
+    ptensors = {k: v.contiguous() for k, v in model.parsing.export().items()}
+    save_file(ptensors, str(tmp / PARSING_FILE), metadata={
+        "format": "onedc-parsing/1",
+        "parsing_config": json.dumps(model.parsing.config.to_dict(), sort_keys=True),
+        "coder": CODER_ID,
+    })
+    if card:
+        (tmp / "MODEL_CARD.md").write_text(card)
+    elif (out / "MODEL_CARD.md").exists():
+        shutil.copy(out / "MODEL_CARD.md", tmp / "MODEL_CARD.md")
+    if out.exists():
+        old = out.with_name(f".{out.name}.old")
+        if old.exists():
+            shutil.rmtree(old)
+        os.replace(out, old)
+        os.replace(tmp, out)
+        shutil.rmtree(old)
+    else:
+        os.replace(tmp, out)
+    return out
+
+
+def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike, *,
+                      model_spec: str | None = None, card: str | None = None) -> Path:
+    """Export the newest checkpoint of a run (or a checkpoint folder)."""
+    from onedc_media.model.loading import build_model
+    from onedc_media.train.checkpoint import latest_checkpoint, load_checkpoint
+
+    ckpt = latest_checkpoint(checkpoint)
+    if ckpt is None:
+        raise ModelError(f"no checkpoint in {checkpoint}")
+    state = json.loads((ckpt / "trainer.json").read_text())
+    spec = model_spec or state.get("config", {}).get("model")
+    if not spec:
+        raise ModelError("cannot tell which model config the checkpoint uses; pass --model")
+    model = build_model(spec)
+    load_checkpoint(ckpt, model, None, strict=True)
+    return export_model(model.eval(), out_dir, card=card)

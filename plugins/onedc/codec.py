@@ -1,0 +1,98 @@
+"""The ``onedc`` codec: the codec contract over :class:`~onedc_media.model.engine.OneDCEngine`.
+
+A stream header records the model (name, SHA-256 of the synthesis weights, hash of the
+parsing model) and ``{"quality": q}``; each packet is one OneDC picture
+(:mod:`onedc_media.model.bitstream`). Decoders refuse streams made with other weights.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping, Sequence
+from functools import lru_cache
+from typing import Any
+
+import numpy as np
+
+from onedc_media.codec.contract import Codec, Decoder, Encoder, ModelRef, check_frames
+from onedc_media.errors import BitstreamError, CodecOptionError
+
+__all__ = ["OneDCCodec", "OneDCEncoder", "OneDCDecoder", "get_engine"]
+
+_DTYPES = ("float32", "bfloat16", "float16")
+_lock = threading.Lock()
+
+
+def resolve_device(device: str | None) -> str:
+    import torch
+
+    if device in (None, "", "auto"):
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if device.startswith("cuda") and not torch.cuda.is_available():
+        raise CodecOptionError(f"device {device!r} requested but CUDA is not available")
+    if not (device == "cpu" or device.startswith("cuda")):
+        raise CodecOptionError(f"device must be auto, cpu or cuda[:N], got {device!r}")
+    return device
+
+
+@lru_cache(maxsize=4)
+def _engine(model: str, device: str, dtype: str, tile: int):
+    import torch
+
+    from onedc_media.model.engine import OneDCEngine
+
+    return OneDCEngine.from_pretrained(model, device=device, dtype=getattr(torch, dtype), tile=tile)
+
+
+def get_engine(model: str = "onedc-tiny", device: str | None = "auto", dtype: str = "float32",
+               tile: int = 1024):
+    """A process-wide cached engine (loading weights costs seconds)."""
+    if dtype not in _DTYPES:
+        raise CodecOptionError(f"dtype must be one of {', '.join(_DTYPES)}")
+    with _lock:
+        return _engine(model, resolve_device(device), dtype, tile)
+
+
+class OneDCEncoder(Encoder):
+    def __init__(self, options: Mapping[str, Any], device: str | None) -> None:
+        self.engine = get_engine(options["model"], device or options["device"], options["dtype"], options["tile"])
+        q = int(options["quality"])
+        if q > self.engine.num_rates:
+            raise CodecOptionError(
+                f"model {self.engine.ref.name} has {self.engine.num_rates} rate points; quality {q} "
+                f"is out of range 1..{self.engine.num_rates}"
+            )
+        self.q = q - 1
+        self.model = self.engine.ref
+        self.params = {"quality": q}
+
+    def encode(self, frames: Sequence[np.ndarray]) -> list[bytes]:
+        return self.engine.compress(check_frames(frames), self.q)
+
+
+class OneDCDecoder(Decoder):
+    def __init__(self, params: Mapping[str, Any], model: ModelRef | None, options: Mapping[str, Any],
+                 device: str | None) -> None:
+        name = str(options.get("model") or (model.name if model else "") or "onedc-tiny")
+        self.engine = get_engine(name, device or options["device"], options["dtype"], options["tile"])
+        self.engine.check_model(model)
+
+    def decode(self, packets: Sequence[bytes]) -> list[np.ndarray]:
+        for i, p in enumerate(packets):
+            if not isinstance(p, (bytes, bytearray, memoryview)):
+                raise BitstreamError(f"onedc packet {i}: expected bytes, got {type(p).__name__}")
+        return self.engine.decompress(packets)
+
+
+class OneDCCodec(Codec):
+    def encoder(self, options: Mapping[str, Any], *, device: str | None = None) -> Encoder:
+        return OneDCEncoder(self.info.resolve_options(options), device)
+
+    def decoder(self, params: Mapping[str, Any], *, model: ModelRef | None = None,
+                device: str | None = None, options: Mapping[str, Any] | None = None) -> Decoder:
+        """``options`` may override ``model`` (a local folder holding the stream's weights)."""
+        given = {k: v for k, v in (options or {}).items() if k != "quality"}
+        resolved = self.info.resolve_options(given)
+        if "model" not in given:
+            resolved["model"] = model.name if model else resolved["model"]
+        return OneDCDecoder(params, model, resolved, device)

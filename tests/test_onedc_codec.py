@@ -1,0 +1,198 @@
+"""The OneDC codec end to end: real bytes, golden bitstreams, refusal, damage, sizes.
+
+Golden packets in ``tests/golden/onedc/`` were encoded with the embedded model; their
+decoded symbols must hash to the committed values on any machine, thread count and
+convolution backend. Regenerate (after retraining the embedded model) with
+``GENERATE_EXPECTED=1 pytest tests/test_onedc_codec.py``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from onedc_media.codec.contract import ModelRef
+from onedc_media.errors import ModelMismatchError, OdcFormatError
+from onedc_media.imageio import read_image
+
+GOLDEN = Path(__file__).parent / "golden" / "onedc"
+DATA = Path(__file__).parent / "data"
+REGENERATE = os.environ.get("GENERATE_EXPECTED") == "1"
+
+
+@pytest.fixture(scope="module")
+def engine():
+    from onedc_media.model.engine import OneDCEngine
+
+    return OneDCEngine.from_pretrained("onedc-tiny")
+
+
+@pytest.fixture(scope="module")
+def chelsea():
+    return read_image(DATA / "chelsea.png")
+
+
+def symbol_hash(dec) -> str:
+    h = hashlib.sha256()
+    h.update(dec.z_int.numpy().astype("<i8").tobytes())
+    for s in dec.symbols:
+        h.update(np.asarray(s).astype("<i8").tobytes())
+    h.update(dec.y_hat.numpy().astype("<f4").tobytes())
+    return h.hexdigest()
+
+
+def _golden_cases(chelsea):
+    gray = np.tile(np.linspace(0, 255, 96, dtype=np.uint8)[None, :, None], (80, 1, 3))
+    return {"chelsea_q1": (chelsea, 0), "chelsea_q6": (chelsea, 5), "ramp_q3": (gray, 2)}
+
+
+def test_golden_bitstreams(engine, chelsea):
+    expected_file = GOLDEN / "expected.json"
+    if REGENERATE:
+        GOLDEN.mkdir(parents=True, exist_ok=True)
+        expected = {"model": engine.ref.name, "sha256": engine.ref.sha256,
+                    "parsing_sha256": engine.ref.parsing_sha256, "cases": {}}
+        for name, (img, q) in _golden_cases(chelsea).items():
+            payload = engine.compress([img], q)[0]
+            (GOLDEN / f"{name}.bin").write_bytes(payload)
+            dec = engine.entropy_decode(payload, keep_symbols=True)
+            expected["cases"][name] = {"symbols": symbol_hash(dec), "bytes": len(payload)}
+        expected_file.write_text(json.dumps(expected, indent=2) + "\n")
+    expected = json.loads(expected_file.read_text())
+    if expected["parsing_sha256"] != engine.ref.parsing_sha256:
+        pytest.fail("the embedded model changed since the golden bitstreams were made: "
+                    "regenerate them with GENERATE_EXPECTED=1 (and review the diff)")
+    threads = torch.get_num_threads()
+    try:
+        for name, case in expected["cases"].items():
+            payload = (GOLDEN / f"{name}.bin").read_bytes()
+            assert len(payload) == case["bytes"]
+            variants = []
+            for n in (1, 2):
+                torch.set_num_threads(n)
+                variants.append(symbol_hash(engine.entropy_decode(payload, keep_symbols=True)))
+            with torch.backends.mkldnn.flags(enabled=False):
+                variants.append(symbol_hash(engine.entropy_decode(payload, keep_symbols=True)))
+            assert set(variants) == {case["symbols"]}, name
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_symbols_do_not_depend_on_float_weights(engine, chelsea):
+    """Noise in the synthesis/analysis floats never reaches the parsing path."""
+    payload = (GOLDEN / "chelsea_q1.bin").read_bytes()
+    before = symbol_hash(engine.entropy_decode(payload, keep_symbols=True))
+    saved = {k: v.clone() for k, v in engine.model.state_dict().items()}
+    try:
+        with torch.no_grad():
+            for p in engine.model.parameters():
+                p.add_(torch.randn_like(p) * 1e-3)
+        assert symbol_hash(engine.entropy_decode(payload, keep_symbols=True)) == before
+    finally:
+        engine.model.load_state_dict(saved)
+
+
+def test_round_trip_matches_encoder_reconstruction(engine, chelsea):
+    enc = engine.analyse([chelsea])[0]
+    for q in (0, engine.num_rates - 1):
+        payload, rec = engine.entropy_encode(enc, q, reconstruct=True)
+        dec = engine.entropy_decode(payload)
+        assert torch.equal(rec.y_hat, dec.y_hat) and torch.equal(rec.z_int, dec.z_int)
+        out = engine.synthesize([dec])[0]
+        assert out.shape == chelsea.shape and out.dtype == np.uint8
+
+
+def test_batched_decode_equals_single(engine, chelsea):
+    payload = (GOLDEN / "chelsea_q6.bin").read_bytes()
+    single = engine.decompress([payload])[0]
+    batch = engine.decompress([payload] * 4)
+    for b in batch:
+        assert np.abs(b.astype(int) - single.astype(int)).max() <= 2
+
+
+@pytest.mark.parametrize("shape", [(1, 1), (23, 37), (65, 129), (64, 64)])
+def test_odd_sizes(engine, shape):
+    rng = np.random.default_rng(sum(shape))
+    img = rng.integers(0, 256, (*shape, 3), dtype=np.uint8)
+    payload = engine.compress([img], 2)[0]
+    out = engine.decompress([payload])[0]
+    assert out.shape == img.shape
+
+
+def test_tiled_coding_bounds_memory_and_keeps_shape():
+    from onedc_media.model.engine import OneDCEngine, tile_spans
+
+    assert tile_spans(10, 4, 1, 1)[0] == (0, 4) and tile_spans(10, 4, 1, 1)[-1][1] == 10
+    for n, tile, ov, al in [(37, 16, 4, 4), (100, 64, 8, 4), (64, 64, 8, 4)]:
+        spans = tile_spans(n, tile, ov, al)
+        covered = np.zeros(n, bool)
+        for a, b in spans:
+            assert b - a <= tile and a % al == 0
+            covered[a:b] = True
+        assert covered.all()
+    eng = OneDCEngine.from_pretrained("onedc-tiny", tile=256)
+    img = read_image(DATA / "coffee.jpg")  # 512x341 -> 2x2 tiles of 256
+    payload = eng.compress([img], 3)[0]
+    out = eng.decompress([payload])[0]
+    assert out.shape == img.shape
+    # Seams are blended: no column/row jump at tile borders larger than the picture's own.
+    jumps = np.abs(np.diff(out.astype(float), axis=1)).mean(axis=(0, 2))
+    assert jumps[250:262].max() < 4 * np.median(jumps) + 8
+
+
+def test_model_mismatch_is_refused(engine):
+    engine.check_model(engine.ref)
+    other = ModelRef(engine.ref.name, "0" * 64, engine.ref.parsing_sha256)
+    with pytest.raises(ModelMismatchError, match="0000000000000000"):
+        engine.check_model(other)
+    other = ModelRef(engine.ref.name, engine.ref.sha256, "f" * 64)
+    with pytest.raises(ModelMismatchError, match="parsing"):
+        engine.check_model(other)
+    with pytest.raises(ModelMismatchError):
+        engine.check_model(None)
+
+
+def test_corrupted_and_truncated_packets_raise(engine):
+    payload = (GOLDEN / "ramp_q3.bin").read_bytes()
+    rng = np.random.default_rng(0)
+    for pos in list(range(0, len(payload), max(1, len(payload) // 60))) + [len(payload) - 1]:
+        bad = bytearray(payload)
+        bad[pos] ^= 1 << int(rng.integers(0, 8))
+        with pytest.raises(OdcFormatError):
+            engine.entropy_decode(bytes(bad))
+    for cut in range(0, len(payload), max(1, len(payload) // 40)):
+        with pytest.raises(OdcFormatError):
+            engine.entropy_decode(payload[:cut])
+    for n in (0, 1, 21, 22, 100, 5000):
+        with pytest.raises(OdcFormatError):
+            engine.entropy_decode(rng.integers(0, 256, n, dtype=np.uint8).tobytes())
+
+
+def test_plugin_codec_through_registry(tmp_path):
+    import onedc_media
+    from onedc_media.stills import encode_pictures
+
+    plugins = onedc_media.load_plugins(blocked=[])
+    info = plugins.codecs.get("onedc")
+    assert info.capabilities.batch and info.plugin == "onedc"
+    img = read_image(DATA / "astronaut.png")
+    res = encode_pictures([img, img[::-1].copy()], tmp_path / "a.odc", codec="onedc",
+                          options={"quality": 2}, plugins=plugins)
+    assert res.pictures == 2 and res.file_bytes == (tmp_path / "a.odc").stat().st_size
+    from onedc_media import container
+
+    with container.open(tmp_path / "a.odc") as inp:
+        stream = inp.streams[0]
+        packets = [p.data for p in inp.demux()]
+    dec = info.create().decoder(stream.codec_params, model=stream.model)
+    out = dec.decode(packets)
+    assert [o.shape for o in out] == [img.shape, img.shape]
+    forged = ModelRef(stream.model.name, "1" * 64, stream.model.parsing_sha256)
+    with pytest.raises(ModelMismatchError):
+        info.create().decoder(stream.codec_params, model=forged)
