@@ -52,9 +52,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--keyframes-only", action="store_true",
         help="write only the keyframes of a video, as pictures",
     )  # fmt: skip
-    p.add_argument("--stream", type=int, metavar="N", help="decode stream N (default: the first picture stream)")
+    p.add_argument(
+        "--stream",
+        type=int,
+        metavar="N",
+        help="decode stream N (default: the first picture stream)",
+    )
     g = p.add_argument_group("video output")
-    g.add_argument("--video-codec", default="libx264", metavar="NAME", help="FFmpeg encoder (default: libx264)")
+    g.add_argument(
+        "--video-codec", default="libx264", metavar="NAME", help="FFmpeg encoder (default: libx264)"
+    )
     g.add_argument("--crf", type=float, default=18, metavar="X", help="its quality (default 18)")
     g.add_argument("--preset", default="medium", metavar="P", help="its preset (default medium)")
     g.add_argument("--no-audio", action="store_true", help="leave the audio out")
@@ -87,8 +94,8 @@ def _is_pictures(output: str) -> bool:
 def run(args: argparse.Namespace) -> int:
     import onedc_media
     from onedc_media import container
-    from onedc_media.pipeline.decoder import picture_stream
     from onedc_media.cli.transcode_cmd import progress_bar
+    from onedc_media.pipeline.decoder import picture_stream
     from onedc_media.pipeline.export import (
         IMAGE_EXTENSIONS,
         VIDEO_EXTENSIONS,
@@ -160,4 +167,3 @@ def run(args: argparse.Namespace) -> int:
     else:
         print(f"wrote {len(result.paths)} pictures: {result.paths[0]} ... {result.paths[-1]}")
     return 0
-

@@ -121,7 +121,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "SVT-AV1: 0..13, 8 by default)",
     )  # fmt: skip
     g = p.add_argument_group("input range and misc")
-    g.add_argument("--start", "-ss", type=parse_time, metavar="TIME", help="start at TIME (seconds or [HH:]MM:SS)")
+    g.add_argument(
+        "--start",
+        "-ss",
+        type=parse_time,
+        metavar="TIME",
+        help="start at TIME (seconds or [HH:]MM:SS)",
+    )
     g.add_argument("--duration", "-t", type=parse_time, metavar="TIME", help="stop after TIME")
     g.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
     g.add_argument("--no-audio", action="store_true", help="do not copy the audio")
@@ -150,7 +156,9 @@ def _settings(args: argparse.Namespace, codecs: Any) -> dict[str, Any]:
     policy_options: dict[str, Any] = parse_options(args.policy_opt, "--policy-opt")
     if args.gop:
         if policy != "gop":
-            raise CodecOptionError(f"--gop sets the gop policy; it conflicts with --keyframes {policy}")
+            raise CodecOptionError(
+                f"--gop sets the gop policy; it conflicts with --keyframes {policy}"
+            )
         policy_options["size"] = args.gop
     inter = None
     if args.inter_codec != "none":
@@ -229,8 +237,10 @@ def _summary(r: Any, settings: dict[str, Any]) -> str:
     inter = settings["inter"]
     bits = r.file_bytes * 8 / r.duration_s / 1000 if r.duration_s > 0 else 0.0
     lines = [
-        f"{r.output}: {r.frames} frames {r.width}x{r.height}, {r.duration_s:.2f} s, "
-        f"{r.file_bytes:,} bytes ({bits:,.0f} kbit/s)",
+        (
+            f"{r.output}: {r.frames} frames {r.width}x{r.height}, {r.duration_s:.2f} s, "
+            f"{r.file_bytes:,} bytes ({bits:,.0f} kbit/s)"
+        ),
         f"  keyframes: {v.keyframes} x {settings['keyframe_codec']}, {v.keyframe_bytes:,} bytes",
     ]
     if inter is not None:
@@ -240,7 +250,9 @@ def _summary(r: Any, settings: dict[str, Any]) -> str:
             "regenerated at decode time, not stored)"
         )
     elif v.dropped_frames:
-        lines.append(f"  {v.dropped_frames} frames between keyframes not stored (--inter-codec none)")
+        lines.append(
+            f"  {v.dropped_frames} frames between keyframes not stored (--inter-codec none)"
+        )
     if r.audio_streams:
         lines.append(f"  audio:     {r.audio_streams} stream(s) copied, {r.audio_bytes:,} bytes")
     lines.append(f"  {r.elapsed_s:.1f} s, {r.fps:.1f} frames/s")

@@ -53,7 +53,9 @@ def picture_stream(inp: InputContainer, index: int | None = None) -> StreamHeade
     streams = inp.streams
     if index is not None:
         if not 0 <= index < len(streams):
-            raise InvalidVideoError(f"no stream {index}: the file has {len(streams)}", filename=inp.name)
+            raise InvalidVideoError(
+                f"no stream {index}: the file has {len(streams)}", filename=inp.name
+            )
         stream = streams[index]
         if stream.media_type not in ("video", "image") or stream.passthrough:
             raise InvalidVideoError(

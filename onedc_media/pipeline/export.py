@@ -102,7 +102,9 @@ def export_video(
                 f"stream {video.index} holds still images: decode it to .png / .jpg files",
                 filename=source,
             )
-        audios = [s for s in inp.streams if s.media_type == "audio" and s.passthrough] if audio else []
+        audios = (
+            [s for s in inp.streams if s.media_type == "audio" and s.passthrough] if audio else []
+        )
         decoder = VideoDecoder(inp, video, codecs=codecs, device=device)
         frames = audio_packets = 0
         with atomic_path(output) as tmp:
@@ -121,7 +123,9 @@ def export_video(
                             if progress is not None:
                                 progress(frames, None)
                     else:
-                        _mux_packet(out, amap[packet.stream_index], packet, inp.streams[packet.stream_index])
+                        _mux_packet(
+                            out, amap[packet.stream_index], packet, inp.streams[packet.stream_index]
+                        )
                         audio_packets += 1
                 for frame in decoder.flush():
                     _mux_frame(out, vs, video, frame.rgb, frame.pts)
@@ -142,8 +146,8 @@ def export_video(
 def _close_quietly(out: Any) -> None:
     try:
         out.close()
-    except Exception:  # already closed, or closing a failed file
-        pass
+    except (av.FFmpegError, ValueError, OSError):  # closing a failed file
+        log.debug("closing %s failed", out.name, exc_info=True)
 
 
 def _add_video(out: Any, h: StreamHeader, codec: str, crf: float, preset: str, output: str) -> Any:
@@ -191,7 +195,7 @@ def _add_passthrough(out: Any, h: StreamHeader, output: str) -> Any:
     try:
         av.codec.Codec(h.codec, "w")
         has_encoder = True
-    except Exception:
+    except (av.FFmpegError, ValueError):  # UnknownCodecError
         has_encoder = False
     try:
         if not has_encoder:
@@ -232,7 +236,9 @@ def _mux_packet(out: Any, stream: Any, packet: Packet, h: StreamHeader) -> None:
 # -- pictures ---------------------------------------------------------------------------
 
 
-def picture_paths(output: str | os.PathLike[str], stem: str, ext: str = ".png") -> Callable[[int], str]:
+def picture_paths(
+    output: str | os.PathLike[str], stem: str, ext: str = ".png"
+) -> Callable[[int], str]:
     """A function from picture index to path, for *output* (see the module docstring)."""
     output = os.fspath(output)
     if output.endswith(("/", os.sep)) or os.path.isdir(output):
@@ -267,7 +273,9 @@ def export_pictures(
         ext = ".png"
     stem = os.path.splitext(os.path.basename(source))[0]
     name = picture_paths(output, stem, ext)
-    single = not (output.endswith(("/", os.sep)) or os.path.isdir(output) or _PATTERN.search(output))
+    single = not (
+        output.endswith(("/", os.sep)) or os.path.isdir(output) or _PATTERN.search(output)
+    )
     with container.open(source) as inp:
         h = picture_stream(inp, stream)
         if single and _count_pictures(inp, h, keyframes_only) > 1:
@@ -340,6 +348,5 @@ def _write_image(path: str, rgb: np.ndarray, jpeg_quality: int) -> None:
     ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
     if not ok:
         raise MediaError(f"cannot encode {path}")
-    with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fp:
-            fp.write(buf.tobytes())
+    with atomic_path(path) as tmp, open(tmp, "wb") as fp:
+        fp.write(buf.tobytes())

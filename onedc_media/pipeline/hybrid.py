@@ -153,7 +153,9 @@ class InterSettings:
         lo, hi = spec.crf_range
         if not lo <= crf <= hi or (spec.crf_integer and not crf.is_integer()):
             kind = "an integer" if spec.crf_integer else "a number"
-            raise CodecOptionError(f"{self.codec} crf must be {kind} in {lo:g}..{hi:g}, got {crf:g}")
+            raise CodecOptionError(
+                f"{self.codec} crf must be {kind} in {lo:g}..{hi:g}, got {crf:g}"
+            )
         preset = spec.preset_default if self.preset is None else str(self.preset)
         if preset not in spec.presets:
             raise CodecOptionError(
@@ -289,7 +291,7 @@ def unpack_inter(payload: bytes) -> tuple[int | None, bytes]:
 def _check_available(name: str, mode: str) -> None:
     try:
         av.codec.Codec(name, mode)
-    except Exception as exc:  # UnknownCodecError, or FFmpeg built without the library
+    except (av.FFmpegError, ValueError) as exc:  # UnknownCodecError: not in this FFmpeg
         what = "encoder" if mode == "w" else "decoder"
         raise MediaError(f"this PyAV/FFmpeg build has no {name} {what} ({exc})") from None
 
@@ -473,7 +475,9 @@ class InterDecoder(_Encoding):
         try:
             frames = self._ctx.decode(packet)
         except av.FFmpegError as exc:
-            raise BitstreamError(f"{self.settings.codec} inter packet: cannot decode: {exc}") from None
+            raise BitstreamError(
+                f"{self.settings.codec} inter packet: cannot decode: {exc}"
+            ) from None
         out = []
         for frame in frames:
             if (frame.width, frame.height) != self.size:
@@ -491,6 +495,6 @@ class InterDecoder(_Encoding):
 def _has_decoder(name: str) -> bool:
     try:
         av.codec.Codec(name, "r")
-    except Exception:
+    except (av.FFmpegError, ValueError):
         return False
     return True

@@ -149,7 +149,7 @@ def rgb_to_frame(rgb: np.ndarray, color: ColorInfo, pix_fmt: str) -> av.VideoFra
     return out
 
 
-def rotate_tag(counter_clockwise: float | int | None) -> int:
+def rotate_tag(counter_clockwise: float | None) -> int:
     """The ``"rotate"`` tag (clockwise degrees, 0/90/180/270) for a display rotation."""
     if not counter_clockwise:
         return 0

@@ -75,7 +75,9 @@ def _thumbnail(frame: np.ndarray) -> np.ndarray:
     return gray.astype(np.float32)
 
 
-def scene_score(previous: np.ndarray, current: np.ndarray, previous_mafd: float) -> tuple[float, float]:
+def scene_score(
+    previous: np.ndarray, current: np.ndarray, previous_mafd: float
+) -> tuple[float, float]:
     """``(score, mafd)`` between two thumbnails (see the module docstring)."""
     mafd = float(np.mean(np.abs(current - previous))) * 100.0 / 255.0
     return min(mafd, abs(mafd - previous_mafd)), mafd

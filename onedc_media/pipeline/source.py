@@ -135,16 +135,21 @@ class VideoSource:
         self.max_frames = max_frames
         self.start = start
         # Timestamps are shifted by `start` (in each stream's time base) when it is given.
-        origin = Fraction(video.start_time or 0) * self.time_base if video.start_time else Fraction(0)
+        origin = (
+            Fraction(video.start_time or 0) * self.time_base if video.start_time else Fraction(0)
+        )
         self._origin = origin
-        self._shift_s = origin + Fraction(start) if start is not None else Fraction(0)
-        self._end_s = None if duration is None else origin + Fraction(start or 0) + Fraction(duration)
+        self._start_s = _seconds(start or 0)
+        self._shift_s = origin + self._start_s if start is not None else Fraction(0)
+        self._end_s = None if duration is None else origin + self._start_s + _seconds(duration)
         if start:
-            target = int((origin + Fraction(start)) / self.time_base)
+            target = int((origin + self._start_s) / self.time_base)
             try:
                 c.seek(target, stream=video, backward=True)
             except av.FFmpegError as exc:
-                raise InvalidVideoError(f"cannot seek to {start} s: {exc}", filename=self.path) from None
+                raise InvalidVideoError(
+                    f"cannot seek to {start} s: {exc}", filename=self.path
+                ) from None
         nominal = 1 / (self.frame_rate * self.time_base) if self.frame_rate else 0
         self._nominal = max(0, round(nominal))
         self._items = self._generate()
@@ -176,7 +181,7 @@ class VideoSource:
             if self.start:
                 total = max(0.0, total - self.start * rate)
             if self._end_s is not None:
-                total = min(total, float(self._end_s - self._origin - Fraction(self.start or 0)) * rate)
+                total = min(total, float(self._end_s - self._origin - self._start_s) * rate)
         if self.max_frames is not None:
             total = self.max_frames if total is None else min(total, self.max_frames)
         return None if total is None else max(1, round(total))
@@ -205,7 +210,7 @@ class VideoSource:
     def _generate(self) -> Iterator[SourceFrame | SourcePacket]:
         video = self._video
         tb = self.time_base
-        start_pts = round((self._origin + Fraction(self.start)) / tb) if self.start else None
+        start_pts = (self._origin + self._start_s) / tb if self.start else None
         end_pts = None if self._end_s is None else self._end_s / tb
         shift_v = self._shift(tb)
         index = 0
@@ -265,7 +270,9 @@ class VideoSource:
                         return
         except av.FFmpegError as exc:
             if index == 0:
-                raise InvalidVideoError(f"cannot read the input: {exc}", filename=self.path) from None
+                raise InvalidVideoError(
+                    f"cannot read the input: {exc}", filename=self.path
+                ) from None
             log.warning("%s: stopped reading at a damaged part (%s)", self.path, exc)
 
     def _audio_packet(
@@ -328,6 +335,11 @@ class VideoSource:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _seconds(value: float) -> Fraction:
+    """A time given in (float) seconds as an exact fraction, to the microsecond."""
+    return Fraction(value).limit_denominator(1_000_000)
 
 
 def _audio_info(stream: av.audio.stream.AudioStream) -> AudioInfo:

@@ -31,10 +31,12 @@ from onedc_media.pipeline.encoder import EncodeStats, VideoEncoder, make_policy
 from onedc_media.pipeline.hybrid import InterSettings
 from onedc_media.pipeline.source import SourceFrame, VideoSource
 
-__all__ = ["DEFAULT_KEYFRAME_CODEC", "TranscodeResult", "transcode"]
+__all__ = ["DEFAULT_INTER", "DEFAULT_KEYFRAME_CODEC", "TranscodeResult", "transcode"]
 
 #: The keyframe codec used when none is named.
 DEFAULT_KEYFRAME_CODEC = "onedc"
+#: The inter layer used when none is named: libx264 at its default CRF and preset.
+DEFAULT_INTER = InterSettings()
 
 
 @dataclass
@@ -66,7 +68,7 @@ def transcode(
     codec_options: Mapping[str, Any] | None = None,
     policy: str = "source",
     policy_options: Mapping[str, Any] | None = None,
-    inter: InterSettings | None = InterSettings(),
+    inter: InterSettings | None = DEFAULT_INTER,
     start: float | None = None,
     duration: float | None = None,
     max_frames: int | None = None,
@@ -129,9 +131,7 @@ def transcode(
                 device=device,
             )
             with encoder:
-                audio_index = [
-                    out.add_stream(_audio_header(info)).index for info in src.audio
-                ]
+                audio_index = [out.add_stream(_audio_header(info)).index for info in src.audio]
                 audio_packets = audio_bytes = 0
                 first_pts: int | None = None
                 end_pts = 0

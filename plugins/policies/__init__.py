@@ -19,7 +19,10 @@ POLICIES: tuple[PolicyInfo, ...] = (
         factory=f"{_IMPL}:SourcePolicy",
         options=(
             CodecOption(
-                "max_gop", "int", 0, "also force a keyframe after this many frames (0: never)",
+                "max_gop",
+                "int",
+                0,
+                "also force a keyframe after this many frames (0: never)",
                 min=0,
             ),
         ),
@@ -36,12 +39,19 @@ POLICIES: tuple[PolicyInfo, ...] = (
         factory=f"{_IMPL}:SceneCutPolicy",
         options=(
             CodecOption(
-                "threshold", "float", 10.0, "scdet score (0..100) above which a frame is a cut",
-                min=0, max=100,
+                "threshold",
+                "float",
+                10.0,
+                "scdet score (0..100) above which a frame is a cut",
+                min=0,
+                max=100,
             ),
             CodecOption("min_gop", "int", 8, "fewest frames between two keyframes", min=1),
             CodecOption(
-                "max_gop", "int", 250, "force a keyframe after this many frames (0: never)",
+                "max_gop",
+                "int",
+                250,
+                "force a keyframe after this many frames (0: never)",
                 min=0,
             ),
         ),
