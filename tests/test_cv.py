@@ -256,3 +256,18 @@ def test_video_writer_round_trip_and_params(tmp_path, plugins):
     bad = odc.VideoWriter(str(tmp_path / "b.odc"), odc.fourcc(*"ZZZZ"), 25, size, plugins=plugins)
     assert not bad.isOpened() and isinstance(bad.error, CodecOptionError)
     assert not (tmp_path / "b.odc").exists()
+
+
+def test_opencv_pipeline_example_runs(tmp_path, capsys):
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "examples" / "opencv_pipeline.py"
+    spec = importlib.util.spec_from_file_location("opencv_pipeline_example", path)
+    example = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(example)
+    clip = make_clip(tmp_path / "clip.mp4", frames=12, size=(96, 64), audio=False)
+    out = tmp_path / "out.odc"
+    assert example.main([str(clip), "-o", str(out), "--fourcc", "MJPG", "--gop", "5"]) == 0
+    text = capsys.readouterr().out
+    assert "12 frames" in text and "identical" in text and out.exists()

@@ -599,3 +599,21 @@ def test_inter_codec_failures_are_media_errors(monkeypatch):
         MediaError(f"no {name}")))  # fmt: skip
     with pytest.raises(MediaError):
         InterEncoder(InterSettings(), 16, 16)
+
+
+def test_hybrid_bench_runs(plugins, clips, monkeypatch, capsys):
+    """benchmarks/hybrid_bench.py: (b) stores no x264 intra picture and says so."""
+    import importlib.util
+
+    import onedc_media
+
+    monkeypatch.setattr(onedc_media, "default_plugins", lambda: plugins)
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "hybrid_bench.py"
+    spec = importlib.util.spec_from_file_location("hybrid_bench", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    monkeypatch.setattr(bench, "default_plugins", lambda: plugins)
+    assert bench.main([str(clips["plain"]), "-c", "jpeg", "-q", "90"]) == 0
+    out = capsys.readouterr().out
+    assert "(a)  libx264 alone" in out and "(b)  hybrid: jpeg + libx264" in out
+    assert "intra pictures, regenerated" in out and "checksums matched: True" in out
