@@ -10,16 +10,16 @@ __all__ = ["distortion", "ms_ssim_per_sample", "psnr"]
 
 
 def ms_ssim_per_sample(a01: Tensor, b01: Tensor) -> Tensor:
-    """MS-SSIM per sample (pytorch-msssim); fewer scales for small crops."""
-    from pytorch_msssim import ms_ssim
+    """MS-SSIM per sample (pytorch-msssim).
 
-    side = min(a01.shape[-2:])
-    # pytorch-msssim needs side > (win - 1) * 2**(scales - 1); win = 11.
-    scales = 5
-    while scales > 1 and side <= 10 * 2 ** (scales - 1):
-        scales -= 1
-    weights = [0.0448, 0.2856, 0.3001, 0.2363, 0.1333][:scales]
-    return ms_ssim(a01, b01, data_range=1.0, size_average=False, weights=weights)
+    pytorch-msssim needs a side above 160 px for its 5 scales; smaller pictures (training
+    crops, tests) fall back to single-scale SSIM.
+    """
+    from pytorch_msssim import ms_ssim, ssim
+
+    if min(a01.shape[-2:]) <= 160:
+        return ssim(a01, b01, data_range=1.0, size_average=False)
+    return ms_ssim(a01, b01, data_range=1.0, size_average=False)
 
 
 def psnr(a01: Tensor, b01: Tensor) -> Tensor:

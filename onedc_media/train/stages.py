@@ -75,8 +75,8 @@ def _vae_stage(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -
         reg = lat.pow(2).mean()
         total = d.mean() + w["latent_reg"] * reg
         out = {k: float(v.detach().mean()) for k, v in parts.items()}
-        out.update(loss=float(total), latent_rms=float(reg.sqrt()),
-                   psnr=float(psnr((x_hat.clamp(-1, 1) + 1) / 2, x01).mean()))
+        out.update(loss=float(total.detach()), latent_rms=float(reg.detach().sqrt()),
+                   psnr=float(psnr((x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean()))
         return total, out
 
     def validate(step: int) -> dict[str, float]:
@@ -129,7 +129,6 @@ def _stage1(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> S
     if rate_ids.numel() == 0 or rate_ids.max() >= len(lambdas) or rate_ids.min() < 0:
         raise ModelError("rate_points must index the model's rate points")
     tokenizer, tok_input = _load_or_fit_tokenizer(cfg, model, device) if w["ce"] else (None, None)
-    val = _val_images(cfg, device)
 
     def loss(x01: Tensor, step: int) -> tuple[Tensor, dict[str, float]]:
         x = x01 * 2 - 1
@@ -138,25 +137,35 @@ def _stage1(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> S
         hw = x.shape[-1] * x.shape[-2]
         bpp = (out.y_bits + out.z_bits) / hw
         total = lambdas[q] * w["rate_scale"] * bpp
-        parts: dict[str, float] = {"bpp": float(bpp.mean())}
+        parts: dict[str, float] = {"bpp": float(bpp.detach().mean())}
         if pixels:
             d, dparts = distortion(out.x_hat, x, l1=w["l1"], mse=w["mse"], msssim=w["msssim"])
             total = total + d
             parts.update({k: float(v.detach().mean()) for k, v in dparts.items()})
-            parts["psnr"] = float(psnr((out.x_hat.clamp(-1, 1) + 1) / 2, x01).mean())
+            parts["psnr"] = float(psnr((out.x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean())
         if w["latent_l1"]:
             ll = latent_l1(out.latent_hat, out.latent.detach())
             total = total + w["latent_l1"] * ll
-            parts["latent_l1"] = float(ll.mean())
+            parts["latent_l1"] = float(ll.detach().mean())
         total = total.mean()
         if tokenizer is not None and out.aux_logits is not None:
             with torch.no_grad():
                 target = tokenizer(out.latent) if tok_input == "latent" else tokenizer.forward_pixels(x)
             ce = F.cross_entropy(out.aux_logits, target)
             total = total + w["ce"] * ce
-            parts["ce"] = float(ce)
-        parts["loss"] = float(total)
+            parts["ce"] = float(ce.detach())
+        parts["loss"] = float(total.detach())
         return total, parts
+
+    return StageStep(model=model, params={"main": params}, loss=loss,
+                     validate=real_bits_validator(cfg, model, device, sorted(set(rate_ids.tolist()))))
+
+
+def real_bits_validator(cfg: TrainConfig, model: torch.nn.Module, device: torch.device,
+                        qualities: list[int] | None = None):
+    """Validation with real bitstreams: bpp from bytes, PSNR and MS-SSIM per rate point."""
+    val = _val_images(cfg, device)
+    qualities = qualities if qualities is not None else list(range(model.num_rates))
 
     def validate(step: int) -> dict[str, float]:
         if not val:
@@ -165,6 +174,6 @@ def _stage1(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> S
 
         engine = OneDCEngine.from_training(model)
         return engine.evaluate([(v.permute(1, 2, 0) * 255).round().byte().cpu().numpy() for v in val],
-                               qualities=sorted(set(rate_ids.tolist())))
+                               qualities=qualities)
 
-    return StageStep(model=model, params={"main": params}, loss=loss, validate=validate)
+    return validate

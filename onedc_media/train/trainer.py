@@ -13,7 +13,7 @@ import logging
 import math
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -43,6 +43,8 @@ class StageStep:
     validate: Callable[[int], dict[str, float]] | None = None
     #: optional extra update after the main step (e.g. Stage II's fake-score network)
     extra: Callable[[Tensor, int], dict[str, float]] | None = None
+    #: optimisers the stage steps itself (in ``extra``); checkpointed with the rest
+    aux_optimizers: dict[str, torch.optim.Optimizer] = field(default_factory=dict)
 
 
 class Trainer:
@@ -86,7 +88,7 @@ class Trainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return False
-        state = load_checkpoint(ckpt, self.stage.model, self.optimizers)
+        state = load_checkpoint(ckpt, self.stage.model, {**self.optimizers, **self.stage.aux_optimizers})
         self.step = int(state["step"])
         self.wall = float(state.get("wall_seconds", 0.0))
         log.info("resumed from %s at step %d", ckpt, self.step)
@@ -94,7 +96,7 @@ class Trainer:
 
     def save(self) -> Path:
         return save_checkpoint(
-            self.run_dir, self.step, self.stage.model, self.optimizers,
+            self.run_dir, self.step, self.stage.model, {**self.optimizers, **self.stage.aux_optimizers},
             {"wall_seconds": self.wall, "config": self.config.to_dict()},
             keep=self.config.keep_checkpoints,
         )
