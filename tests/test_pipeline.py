@@ -617,3 +617,41 @@ def test_hybrid_bench_runs(plugins, clips, monkeypatch, capsys):
     out = capsys.readouterr().out
     assert "(a)  libx264 alone" in out and "(b)  hybrid: jpeg + libx264" in out
     assert "intra pictures, regenerated" in out and "checksums matched: True" in out
+
+
+def _lavfi_clip(path: Path) -> Path:
+    """FFmpeg's own test sources through PyAV: testsrc video + sine audio, muxed to mkv."""
+    try:
+        video = av.open("testsrc=size=64x48:rate=25:duration=0.8", format="lavfi")
+        sine = av.open("sine=frequency=440:sample_rate=48000:duration=0.8", format="lavfi")
+    except (av.FFmpegError, ValueError) as exc:
+        pytest.skip(f"this PyAV build has no lavfi input ({exc})")
+    with video, sine, av.open(str(path), "w") as out:
+        vs = out.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 64, 48, "yuv420p"
+        vs.codec_context.options = {"preset": "ultrafast", "g": "8"}
+        aus = out.add_stream("libopus" if "libopus" in av.codecs_available else "aac", rate=48000)
+        for frame in video.decode(video=0):
+            for p in vs.encode(frame.reformat(format="yuv420p")):
+                out.mux(p)
+        for p in vs.encode(None):
+            out.mux(p)
+        for frame in sine.decode(audio=0):
+            frame.pts = None
+            for p in aus.encode(frame):
+                out.mux(p)
+        for p in aus.encode(None):
+            out.mux(p)
+    return path
+
+
+def test_lavfi_testsrc_and_sine_round_trip(plugins, tmp_path):
+    src = _lavfi_clip(tmp_path / "lavfi.mkv")
+    out = tmp_path / "lavfi.odc"
+    r = transcode(src, out, keyframe_codec="webp", plugins=plugins)
+    times, _ = read_source(src)
+    assert r.frames == len(times) == 20 and r.audio_streams == 1
+    back = tmp_path / "back.mkv"
+    export_video(out, back, codecs=plugins.codecs)
+    assert read_source(back)[0] == pytest.approx(times, abs=1e-3)
+    assert [d for d, _ in audio_packets(back)] == [d for d, _ in audio_packets(src)]

@@ -134,7 +134,11 @@ def export_video(
                     out.mux(p)
                 out.close()
             except av.FFmpegError as exc:
-                raise MediaError(f"cannot write {output}: {exc}") from None
+                hint = ""
+                if amap:
+                    codecs_ = ", ".join(sorted({h.codec for h in audios}))
+                    hint = f" (does the format take {codecs_} audio? try .mkv, or no audio)"
+                raise MediaError(f"cannot write {output}: {exc}{hint}") from None
             finally:
                 _close_quietly(out)
                 decoder.close()
@@ -187,39 +191,61 @@ def _mux_frame(out: Any, vs: Any, h: StreamHeader, rgb: np.ndarray, pts: int | N
 def _add_passthrough(out: Any, h: StreamHeader, output: str) -> Any:
     """An output stream that takes *h*'s packets as they are.
 
-    PyAV can only copy codec parameters from another stream, so the stream is made with
-    the codec's encoder, opened, and given the stored extradata before the header is
-    written; the encoder itself is never used. Without an encoder for the codec, a
-    stream without a codec context is used (codecs that need no extradata, like MP3).
+    PyAV copies codec parameters only from another stream, so the stream is made with
+    the codec's encoder, opened (never used), and given the stored extradata before the
+    header is written. The sample format is the stored one when the encoder takes it,
+    else one it takes (a format only describes decoded samples; the packets stay as
+    they are). Without an encoder for the codec, a stream without a codec context
+    is used, which suits codecs that need no extradata (MP3, AC-3).
     """
+    fmt = _openable_format(h)
     try:
-        av.codec.Codec(h.codec, "w")
-        has_encoder = True
-    except (av.FFmpegError, ValueError):  # UnknownCodecError
-        has_encoder = False
-    try:
-        if not has_encoder:
+        if fmt is None:
             stream = out.add_mux_stream(h.codec, rate=h.sample_rate or None)
             stream.time_base = h.time_base
-            return stream
-        stream = out.add_stream(h.codec, rate=h.sample_rate or None)
-        ctx = stream.codec_context
-        if h.channel_layout:
-            ctx.layout = h.channel_layout
-        if h.sample_format:
-            ctx.format = h.sample_format
-        ctx.time_base = h.time_base
-        stream.time_base = h.time_base
-        ctx.open()
-        ctx.extradata = h.extradata or None
+        else:
+            stream = out.add_stream(h.codec, rate=h.sample_rate or None)
+            ctx = stream.codec_context
+            _describe(ctx, h, fmt)
+            stream.time_base = h.time_base
+            ctx.open()
+            ctx.extradata = h.extradata or None
     except (av.FFmpegError, ValueError, TypeError) as exc:
         raise MediaError(
             f"cannot carry the {h.codec} audio into {os.path.basename(output)} ({exc}); "
-            "try .mkv, or decode without audio"
+            "try another container (.mkv), or decode without audio"
         ) from None
     if h.metadata.get("language"):
         stream.metadata["language"] = h.metadata["language"]
     return stream
+
+
+def _describe(ctx: Any, h: StreamHeader, fmt: str) -> None:
+    if h.sample_rate:
+        ctx.sample_rate = h.sample_rate
+    if h.channel_layout:
+        ctx.layout = h.channel_layout
+    ctx.format = fmt
+    ctx.time_base = h.time_base
+    ctx.options = {"strict": "experimental"}  # e.g. FFmpeg's vorbis: never run anyway
+
+
+def _openable_format(h: StreamHeader) -> str | None:
+    """A sample format with which *h*'s codec's encoder opens, or ``None``."""
+    try:
+        codec = av.codec.Codec(h.codec, "w")
+    except (av.FFmpegError, ValueError):  # UnknownCodecError: no encoder in this FFmpeg
+        return None
+    formats = [h.sample_format, *(f.name for f in codec.audio_formats or ())]
+    for fmt in dict.fromkeys(f for f in formats if f):
+        try:
+            ctx = av.CodecContext.create(codec.name, "w")
+            _describe(ctx, h, fmt)
+            ctx.open()
+        except (av.FFmpegError, ValueError, TypeError):
+            continue
+        return fmt
+    return None
 
 
 def _mux_packet(out: Any, stream: Any, packet: Packet, h: StreamHeader) -> None:
