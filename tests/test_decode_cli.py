@@ -122,8 +122,11 @@ def test_decode_image_files(tmp_path, capsys, plugins):
     code, out, _ = run(capsys, "decode", str(one), "-o", str(tmp_path / "one.png"))
     assert code == 0 and "1 picture" in out
     assert np.array_equal(cv2.imread(str(tmp_path / "one.png"))[:, :, ::-1], pics[0])
-    code, _, _ = run(capsys, "decode", str(one))  # default name: beside the input
+    (tmp_path / "one.png").unlink()
+    code, _, _ = run(capsys, "decode", str(one))  # default name: beside the input ...
     assert code == 0 and (tmp_path / "one.png").exists()
+    code, _, err = run(capsys, "decode", str(one))  # ... but never over an existing file
+    assert code == 1 and "exists" in err
 
     code, out, _ = run(capsys, "decode", str(three), "-o", f"{tmp_path}/many/")
     assert code == 0 and sorted(os.listdir(tmp_path / "many")) == [

@@ -19,7 +19,8 @@ what you get:
     -o clip.mp4           (or .mkv, .mov) re-encoded with --video-codec (libx264, crf 18)
     -o frames/ | -o f_%05d.png    every frame as a picture
     --keyframes-only -o stills/   only the keyframes (the keyframe codec's pictures)
-  Without -o: NAME.png (one picture), NAME_%06d.png (several), NAME.mp4 (video).
+  Without -o: NAME.png (one picture), NAME_%06d.png (several), NAME.mp4 (video),
+  beside FILE.odc, and never over an existing file.
 
   Hybrid videos regenerate the inter codec's intra pictures while decoding; when this
   machine's encoder gives a different picture than the one the file was made with (the
@@ -109,9 +110,12 @@ def run(args: argparse.Namespace) -> int:
     with container.open(args.input) as inp:
         stream = picture_stream(inp, args.stream)
         pictures = sum(1 for e in inp.index if e.stream_index == stream.index)
-    output = args.output or _default_output(
-        args.input, stream.media_type, pictures, args.keyframes_only
-    )
+    output = args.output
+    if output is None:
+        output = _default_output(args.input, stream.media_type, pictures, args.keyframes_only)
+        first = output.replace("%06d", "000000")
+        if os.path.exists(first):  # never overwrite a file the user did not name
+            raise CodecOptionError(f"{first} exists; name the output with -o to replace it")
     ext = os.path.splitext(output)[1].lower()
     bar = progress_bar(disabled=args.no_progress or args.json)
     try:

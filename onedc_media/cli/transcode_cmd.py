@@ -82,7 +82,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("input", metavar="INPUT", help="the video to read (mp4, mkv, mov, ...)")
     p.add_argument(
-        "-o", "--output", metavar="OUT.odc", help="the .odc file to write (default: INPUT.odc)"
+        "-o",
+        "--output",
+        metavar="OUT.odc",
+        help="the .odc file to write (default: INPUT.odc, if no such file exists)",
     )
     g = p.add_argument_group("keyframes")
     g.add_argument(
@@ -183,6 +186,8 @@ def run(args: argparse.Namespace) -> int:
     output = args.output or os.path.splitext(args.input)[0] + ".odc"
     if os.path.abspath(output) == os.path.abspath(args.input):
         raise CodecOptionError("the output would overwrite the input")
+    if args.output is None and os.path.exists(output):
+        raise CodecOptionError(f"{output} exists; name the output with -o to replace it")
     bar = progress_bar(disabled=args.no_progress or args.json)
     try:
         result = transcode(

@@ -1,7 +1,7 @@
 """``imencode`` / ``imdecode``: ``.odc`` pictures with ``cv2``'s signatures and BGR order.
 
 ``imencode(".odc", img, params)`` writes an image ``.odc`` file into memory, as
-``onedc-media encode`` writes one to disk: one stream (``media_type "image"``), one
+``onedc-media encode`` (:func:`onedc_media.stills.encode_pictures`) writes one to disk: one stream (``media_type "image"``), one
 packet, the codec's parameters and model in the stream header. ``imdecode(buf, flags)``
 reads the first picture of any ``.odc`` file (image, or the first frame of a video).
 
@@ -21,16 +21,15 @@ import numpy as np
 
 from onedc_media import container
 from onedc_media.codec import CodecRegistry, check_frame
-from onedc_media.container import ColorInfo, Packet, StreamHeader
+from onedc_media.container import Packet, StreamHeader
 from onedc_media.cv.constants import IMWRITE_ODC_CODEC, IMWRITE_ODC_QUALITY, ODC_CODECS
 from onedc_media.errors import CodecNotFoundError, CodecOptionError, InvalidImageError, OdcError
+from onedc_media.stills import SRGB
 
 __all__ = ["imdecode", "imencode"]
 
 log = logging.getLogger(__name__)
 
-#: Colour description of an 8-bit sRGB picture (what ``onedc-media encode`` records).
-SRGB = ColorInfo(primaries="bt709", transfer="iec61966-2-1", matrix="gbr", range="full")
 DEFAULT_CODEC = "onedc"
 
 # cv2.IMREAD_* values (stable across OpenCV 4 and 5).

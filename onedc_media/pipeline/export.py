@@ -365,14 +365,12 @@ def _pictures(
 def _write_image(path: str, rgb: np.ndarray, jpeg_quality: int) -> None:
     import cv2
 
-    ext = os.path.splitext(path)[1].lower() or ".png"
+    from onedc_media.imageio import write_image
+
+    ext = os.path.splitext(path)[1].lower()
     params: list[int] = []
     if ext in (".jpg", ".jpeg"):
         params = [cv2.IMWRITE_JPEG_QUALITY, int(jpeg_quality)]
     elif ext == ".webp":
         params = [cv2.IMWRITE_WEBP_QUALITY, 101]  # > 100: lossless
-    ok, buf = cv2.imencode(ext, np.ascontiguousarray(rgb[:, :, ::-1]), params)
-    if not ok:
-        raise MediaError(f"cannot encode {path}")
-    with atomic_path(path) as tmp, open(tmp, "wb") as fp:
-        fp.write(buf.tobytes())
+    write_image(path, rgb, params)
