@@ -409,13 +409,23 @@ def test_variable_frame_rate_is_preserved(plugins, clips, tmp_path):
         assert read_source(tmp_path / f"vfr.{ext}")[0] == pytest.approx(times, abs=1e-3)
 
 
-def test_all_intra_and_keyframes_only(plugins, clips, tmp_path):
+def test_all_intra_and_keyframes_only(plugins, clips, tmp_path, monkeypatch):
+    from onedc_media.pipeline import encoder
+
+    decoded = []  # all intra: no GOP has inter frames, so no reconstruction is decoded
+
+    def counting(stream, packets, **kw):
+        for frame in decode_keyframes(stream, packets, **kw):
+            decoded.append(1)
+            yield frame
+
+    monkeypatch.setattr(encoder, "decode_keyframes", counting)
     src = clips["plain"]
     intra = tmp_path / "intra.odc"
     r = transcode(
         src, intra, keyframe_codec="jpeg", policy="gop", policy_options={"size": 1}, plugins=plugins
     )
-    assert r.video.keyframes == 24 and r.video.inter_bytes == 0
+    assert r.video.keyframes == 24 and r.video.inter_bytes == 0 and decoded == []
     frames, _ = decode_all(intra, plugins)
     assert len(frames) == 24 and all(f.keyframe for f in frames)
 

@@ -141,6 +141,7 @@ class VideoEncoder:
             self._recons = decode_keyframes(self.stream, self._feed, codecs=codecs, device=device)
         self._pending: deque[tuple[int, int]] = deque()  # (pts, duration) of inter frames
         self._held: Packet | None = None  # keyframes-only: the last keyframe, until the next
+        self._key_payload: bytes | None = None  # the GOP's keyframe, until its recon is needed
         self._last_pts: int | None = None
         self._last_end: int | None = None
         self._closed = False
@@ -184,12 +185,17 @@ class VideoEncoder:
                 self._held = packet
             else:
                 self._out.mux(packet)
-                assert self._feed is not None
-                self._feed.put(payload)
-                self._inter.start_gop(next(self._recons))
+                self._key_payload = payload  # decoded when the GOP's first inter frame comes
         elif self._inter is None:
             self.stats.dropped_frames += 1
         else:
+            if self._key_payload is not None:
+                # The reconstruction, exactly as a decoder will see it (same seam); a GOP
+                # without inter frames (all intra) never needs it.
+                assert self._feed is not None
+                self._feed.put(self._key_payload)
+                self._inter.start_gop(next(self._recons))
+                self._key_payload = None
             self._pending.append((pts, duration))
             self._mux_inter(self._inter.encode(rgb))
         self.stats.frames += 1

@@ -39,6 +39,7 @@ __all__ = [
     "color_from_frame",
     "color_tags",
     "display_rotation",
+    "fraction",
     "frame_to_rgb",
     "rgb_to_frame",
     "rotate_tag",
@@ -166,7 +167,7 @@ def display_rotation(tag: str | int | None) -> int:
     return (-degrees) % 360 if degrees % 90 == 0 else 0
 
 
-def fraction(value: object, what: str) -> Fraction | None:
+def fraction(value: object) -> Fraction | None:
     """*value* as a positive Fraction, or ``None`` when it is missing or not positive."""
     if value is None:
         return None

@@ -126,9 +126,7 @@ class VideoSource:
         video.thread_count = max(0, int(threads))
         self._video = video
         self.time_base: Fraction = video.time_base or Fraction(1, 90000)
-        self.frame_rate = fraction(video.average_rate, "rate") or fraction(
-            video.guessed_rate, "rate"
-        )
+        self.frame_rate = fraction(video.average_rate) or fraction(video.guessed_rate)
         self._audio_streams = list(c.streams.audio) if audio else []
         self.audio = [_audio_info(s) for s in self._audio_streams]
         self._audio_pos = {s.index: i for i, s in enumerate(self._audio_streams)}
