@@ -62,7 +62,7 @@ def run(args: argparse.Namespace) -> int:
             f"{caps:<14} {info.plugin:<10} {info.long_name}"
         )
         for opt in info.options:
-            print(f"      -o {opt.describe():<40} {opt.help}")
+            print(f"      --opt {opt.describe():<38} {opt.help}")
     if len(plugins.policies):
         print("\nKeyframe policies:")
         for pol in plugins.policies:

@@ -12,9 +12,10 @@ So the parsing networks are *integer networks by construction*:
 * a layer computes ``acc = sum(w_int * x_int) + b_int`` exactly, then re-quantises with
   an arithmetic shift (``floor(acc / 2**s)``), ReLU and a clamp to ``act_bits``.
 
-The sums are evaluated as float64 GEMMs over integer values (``unfold`` + ``matmul``):
-every product and partial sum is an integer below ``2**53``, so any summation order,
-blocking or FMA gives the exact result. :func:`IntConv2d.check_bounds` proves the bound
+The integers are held in float64 and the sums are evaluated as float64 GEMMs
+(``unfold`` + ``matmul``): every product and partial sum is an integer below ``2**53``,
+so any summation order, blocking or FMA gives the exact result, and a shift is a
+multiplication by a power of two followed by ``floor`` -- also exact. :func:`IntConv2d.check_bounds` proves the bound
 from the exported weights. Training uses :class:`QConv2d`, which simulates the same
 arithmetic in float with straight-through rounding (quantisation-aware training).
 """
@@ -148,33 +149,41 @@ class IntConv2d:
                 f"range (worst case {worst:.3g})"
             )
 
-    def __call__(self, x: Tensor, positions: Tensor | None = None) -> Tensor:
-        """Apply to int64 ``x`` [B, I, H, W] (on CPU).
+    def __post_init__(self) -> None:
+        # float64 copies: every value is an integer (or a power of two) far below 2**53.
+        self._w = self.weight.reshape(self.weight.shape[0], -1).to(torch.float64)
+        self._b = self.bias.to(torch.float64).view(1, -1, 1)
+        self._scale = torch.pow(2.0, -self.shift.to(torch.float64)).view(1, -1, 1)
+        lim = float(2 ** (self.act_bits - 1) - 1)
+        self._lo, self._hi = (0.0 if self.relu else -lim), lim
 
-        :param positions: optional flat indices into ``H*W``; if given, only those output
-            positions are computed and the result is [B, O, len(positions)].
+    def __call__(self, x: Tensor, grid: tuple[int, int] | None = None) -> Tensor:
+        """Apply to ``x`` [B, I, H, W]: float64 holding integers (CPU).
+
+        :param grid: ``(r, c)``: compute only the outputs at rows ``r::2`` and columns
+            ``c::2`` (one quad-context stage); the result is then [B, O, n] in raster order.
+        :returns: float64 integers, [B, O, H, W] (or [B, O, n]).
         """
-        if x.dtype != torch.int64:
-            raise TypeError("IntConv2d expects int64 input")
-        B, _, H, W = x.shape
+        if x.dtype != torch.float64:
+            raise TypeError("IntConv2d expects float64 (integer-valued) input")
+        B, C, H, W = x.shape
         k = self.kernel_size
-        cols = F.unfold(x.to(torch.float64), k, padding=k // 2)  # [B, I*k*k, H*W], exact copy
-        if positions is not None:
-            cols = cols[:, :, positions]
-        wmat = self.weight.reshape(self.weight.shape[0], -1).to(torch.float64)
-        acc = torch.matmul(wmat, cols)  # exact: integer operands, |sums| < 2**53
-        acc = acc.to(torch.int64) + self.bias.view(1, -1, 1)
-        sh = self.shift.view(1, -1, 1)
-        pos = torch.clamp(sh, min=0)
-        neg = torch.clamp(-sh, min=0)
-        out = torch.div(acc, torch.pow(2, pos), rounding_mode="floor") * torch.pow(2, neg)
-        if self.relu:
-            out = torch.clamp(out, min=0)
-        lim = 2 ** (self.act_bits - 1) - 1
-        out = torch.clamp(out, -lim, lim)
-        if positions is None:
-            return out.view(B, -1, H, W)
-        return out
+        if grid is None:
+            cols = x.reshape(B, C, H * W) if k == 1 else F.unfold(x, k, padding=k // 2)
+        else:
+            r, c = grid
+            hg, wg = len(range(r, H, 2)), len(range(c, W, 2))
+            if k == 1:
+                cols = x[:, :, r::2, c::2].reshape(B, C, hg * wg)
+            else:
+                p = k // 2
+                xp = F.pad(x, (p, p, p, p))
+                taps = [xp[:, :, r + dy : r + dy + 2 * hg : 2, c + dx : c + dx + 2 * wg : 2]
+                        for dy in range(k) for dx in range(k)]
+                cols = torch.stack(taps, 2).reshape(B, C * k * k, hg * wg)  # unfold's order
+        acc = torch.matmul(self._w, cols) + self._b  # exact: integer operands, |sums| < 2**53
+        out = torch.floor(acc * self._scale).clamp_(self._lo, self._hi)  # exact shift
+        return out.view(B, -1, H, W) if grid is None else out
 
     def state(self, prefix: str) -> dict[str, Tensor]:
         meta = torch.tensor([int(self.relu), self.act_bits, self.in_bits], dtype=torch.int64)

@@ -219,50 +219,53 @@ class IntParsing:
             raise ModelError("parsing weights: parameter net does not output 2 * y_channels")
         if self.gain.min() < 1 or self.inv_gain.min() < 1:
             raise ModelError("parsing weights: gains must be positive")
+        f64 = torch.float64
+        self._gain = self.gain.to(f64).view(Q, 1, M, 1)
+        self._inv_gain = self.inv_gain.to(f64).view(Q, 1, M, 1)
+        self._log_gain = self.log_gain.to(f64).view(Q, 1, M, 1)
+        self._gain_scale = 2.0 ** -cfg.gain_frac
+        self._thresholds = self.thresholds.to(f64)
 
     @property
     def num_rates(self) -> int:
         return self.config.num_rates
 
     def hyper_features(self, z_int: Tensor) -> Tensor:
-        """int64 [B, Cz, h, w] -> int64 [B, He, 4h, 4w]."""
-        x = z_int.to(torch.int64)
+        """[B, Cz, h, w] FSQ integers -> float64 integers [B, He, 4h, 4w]."""
+        x = z_int.to(torch.float64)
         for i, layer in enumerate(self.hyper):
             x = layer(x)
             if i in (1, 2):
                 x = F.pixel_shuffle(x, 2)
         return x
 
-    def stage_params(
-        self, k: int, h: Tensor, y_ug: Tensor, q: int, positions: Tensor
-    ) -> tuple[Tensor, Tensor, Tensor]:
-        """Gained mean, table index and inverse gain at stage-*k* *positions*.
+    def stage_params(self, k: int, h: Tensor, y_ug: Tensor, q: int) -> tuple[Tensor, Tensor, Tensor]:
+        """Gained mean, table index and inverse gain at the positions of stage *k*.
 
-        :param h: hyper features int64 [B, He, H, W].
-        :param y_ug: un-gained reconstruction so far, int64 [B, M, H, W] (zeros elsewhere).
-        :returns: ``mu_g`` int64 [B, M, n], ``index`` int64 [B, M, n].
+        All values are integers held in float64 (see :mod:`.fixedpoint`).
+
+        :param h: hyper features [B, He, H, W].
+        :param y_ug: un-gained reconstruction so far [B, M, H, W] (zeros elsewhere).
+        :returns: ``mu_g`` [B, M, n], ``index`` int64 [B, M, n], inverse gain [1, M, 1];
+            ``n`` positions in the raster order of :func:`stage_positions`.
         """
-        B, _, H, W = h.shape
-        hcols = h.reshape(B, h.shape[1], H * W)[:, :, positions]
-        if k == 0:
-            feats = hcols
-        else:
-            ctx = self.context[k](y_ug, positions)
-            feats = torch.cat([hcols, ctx], dim=1)
-        x = feats.unsqueeze(-1)  # [B, C, n, 1]: 1x1 convs over gathered positions
+        B, He, H, W = h.shape
+        r, c = STAGE_OFFSETS[k]
+        hcols = h[:, :, r::2, c::2].reshape(B, He, -1)
+        feats = hcols if k == 0 else torch.cat([hcols, self.context[k](y_ug, (r, c))], dim=1)
+        x = feats.unsqueeze(-1)  # [B, C, n, 1]: 1x1 convs over the gathered positions
         for layer in self.params[k]:
             x = layer(x)
         x = x.squeeze(-1)
         M = self.config.y_channels
         mu, ls = x[:, :M], x[:, M:]
-        gain = self.gain[q].view(1, M, 1)
-        mu_g = torch.div(mu * gain, 2**self.config.gain_frac, rounding_mode="floor")
-        ls_g = ls + self.log_gain[q].view(1, M, 1)
-        index = torch.searchsorted(self.thresholds, ls_g.contiguous(), right=True)
-        return mu_g, index, self.inv_gain[q].view(1, M, 1)
+        mu_g = torch.floor(mu * self._gain[q] * self._gain_scale)
+        ls_g = ls + self._log_gain[q]
+        index = torch.searchsorted(self._thresholds, ls_g.contiguous(), right=True)
+        return mu_g, index, self._inv_gain[q]
 
     def ungain(self, y_hat_g: Tensor, inv_gain: Tensor) -> Tensor:
-        return torch.div(y_hat_g * inv_gain, 2**self.config.gain_frac, rounding_mode="floor")
+        return torch.floor(y_hat_g * inv_gain * self._gain_scale)
 
     def describe(self) -> str:
         return json.dumps(self.config.to_dict(), sort_keys=True)

@@ -283,24 +283,25 @@ class OneDCEngine:
         M, Hy, Wy = enc.y.shape
         gain = P.gain[q].to(torch.float64) / 2**P.config.gain_frac
         yg = (enc.y.to(torch.float64) * gain.view(M, 1, 1)).reshape(M, Hy * Wy)
-        y_ug = torch.zeros(1, M, Hy * Wy, dtype=torch.int64)
+        y_ug = torch.zeros(1, M, Hy * Wy, dtype=torch.float64)
         nb = band_count(Hy, self.band_rows)
         chunks = [pack_tokens(enc.z_idx.numpy(), self.levels)]
         for k in range(4):
             pos = stage_positions(k, Hy, Wy)
-            mu_g, index, inv_gain = P.stage_params(k, h, y_ug.view(1, M, Hy, Wy), q, pos)
-            sym = torch.floor(yg[:, pos] - mu_g[0].to(torch.float64) / 2**frac + 0.5).to(torch.int64)
-            sym = sym.clamp(-support, support)
+            mu_g, index, inv_gain = P.stage_params(k, h, y_ug.view(1, M, Hy, Wy), q)
+            sym = torch.floor(yg[:, pos] - mu_g[0] / 2**frac + 0.5).clamp_(-support, support)
             y_ug[0][:, pos] = P.ungain(sym * 2**frac + mu_g[0], inv_gain[0])
-            rows = pos // Wy
+            sym_i = sym.to(torch.int64).numpy()
+            idx = index[0].numpy()
+            rows = (pos // Wy).numpy()
             for b in range(nb):
                 sel = (rows >= b * self.band_rows) & (rows < (b + 1) * self.band_rows)
-                chunks.append(self.coder.encode(sym[:, sel].numpy(), index[0][:, sel].numpy()))
+                chunks.append(self.coder.encode(sym_i[:, sel], idx[:, sel]))
         header = PictureHeader(q=q, width=enc.width, height=enc.height, band_rows=self.band_rows)
         payload = pack_picture(header, chunks)
         if not reconstruct:
             return payload
-        y_hat = (y_ug.view(M, Hy, Wy).to(torch.float64) / 2**frac).float()
+        y_hat = (y_ug.view(M, Hy, Wy) / 2**frac).float()
         return payload, DecodedLatents(y_hat, z_int[0], q, enc.width, enc.height)
 
     def compress(self, images: Sequence[np.ndarray], q: int) -> list[bytes]:
@@ -328,25 +329,26 @@ class OneDCEngine:
         h = P.hyper_features(z_int)
         M = P.config.y_channels
         Hy, Wy = header.y_size
-        y_ug = torch.zeros(1, M, Hy * Wy, dtype=torch.int64)
+        y_ug = torch.zeros(1, M, Hy * Wy, dtype=torch.float64)
         nb = band_count(Hy, header.band_rows)
         symbols: list[np.ndarray] = []
         ci = 1
         for k in range(4):
             pos = stage_positions(k, Hy, Wy)
-            mu_g, index, inv_gain = P.stage_params(k, h, y_ug.view(1, M, Hy, Wy), header.q, pos)
-            sym = torch.empty(M, pos.numel(), dtype=torch.int64)
-            rows = pos // Wy
+            mu_g, index, inv_gain = P.stage_params(k, h, y_ug.view(1, M, Hy, Wy), header.q)
+            idx = index[0].numpy()
+            sym = np.empty((M, pos.numel()), dtype=np.int64)
+            rows = (pos // Wy).numpy()
             for b in range(nb):
                 sel = (rows >= b * header.band_rows) & (rows < (b + 1) * header.band_rows)
-                idx_b = index[0][:, sel]
-                dec = self.coder.decode(chunks[ci], idx_b.numpy())
-                sym[:, sel] = torch.from_numpy(dec).view(M, -1)
+                dec = self.coder.decode(chunks[ci], idx[:, sel])
+                sym[:, sel] = dec.reshape(M, -1)
                 if keep_symbols:
                     symbols.append(dec)
                 ci += 1
-            y_ug[0][:, pos] = P.ungain(sym * 2**frac + mu_g[0], inv_gain[0])
-        y_hat = (y_ug.view(M, Hy, Wy).to(torch.float64) / 2**frac).float()
+            y_hat_g = torch.from_numpy(sym).to(torch.float64) * 2**frac + mu_g[0]
+            y_ug[0][:, pos] = P.ungain(y_hat_g, inv_gain[0])
+        y_hat = (y_ug.view(M, Hy, Wy) / 2**frac).float()
         return DecodedLatents(y_hat, z_int[0], header.q, header.width, header.height,
                               symbols if keep_symbols else None)
 
