@@ -91,6 +91,14 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--device", help="device for codecs that have a choice (cpu, cuda, auto)")
     p.add_argument(
+        "--opt",
+        action="append",
+        default=[],
+        metavar="CODEC:KEY=VALUE",
+        help="a fixed codec option for every point of that codec's curve (repeatable), e.g. "
+        "--opt onedc:model=my-model/ ; the curve's label then names the option",
+    )
+    p.add_argument(
         "--sheet-images",
         type=int,
         default=3,
@@ -185,6 +193,7 @@ def run(args: argparse.Namespace) -> int:
             raise InvalidImageError(f"no images in {args.images}")
         qualities = parse_qualities(args.quality, names)
         specs, skipped = resolve_specs(names, registry, qualities)
+        specs = _apply_fixed_options(specs, registry, args.opt)
         for name, reason in skipped:
             _warn(f"skipping codec {name!r}: {reason}")
         if not specs:
@@ -239,3 +248,22 @@ def run(args: argparse.Namespace) -> int:
         print(f"  {label:<12} " + "  ".join(f"{c:>8}" for c in cells))
     print(f"wrote {out / 'report.md'} ({len(report.files)} files)")
     return 0
+
+
+def _apply_fixed_options(specs, registry, pairs: list[str]):
+    """``--opt CODEC:KEY=VALUE``: fixed options per curve (validated by the codec)."""
+    import dataclasses
+
+    from onedc_media.errors import CodecOptionError
+
+    fixed: dict[str, dict[str, object]] = {}
+    for pair in pairs:
+        head, sep, value = pair.partition("=")
+        codec, colon, key = head.partition(":")
+        if not sep or not colon or not codec or not key:
+            raise CodecOptionError(f"--opt expects CODEC:KEY=VALUE, got {pair!r}")
+        info = registry.get(codec)
+        if key == info.quality_option:
+            raise CodecOptionError(f"--opt {pair!r}: set the quality ladder with -q instead")
+        fixed.setdefault(codec, {})[key] = info.option(key).validate(value)
+    return [dataclasses.replace(s, options={**s.options, **fixed.get(s.name, {})}) for s in specs]
