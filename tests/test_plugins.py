@@ -389,3 +389,20 @@ def test_docs_show_the_example_verbatim():
     files = ("pyproject.toml", "onedc_example_plugin/__init__.py", "onedc_example_plugin/codec.py")
     for path in files:
         assert (example / path).read_text() in doc, f"docs/plugins.md is out of date: {path}"
+
+
+def test_external_plugin_through_the_cli(installed_example, tmp_path):
+    """`onedc-media encode/decode --codec NAME` with a separately installed plugin."""
+    src = REPO / "tests" / "data" / "chelsea.png"
+    odc, png = tmp_path / "c.odc", tmp_path / "c.png"
+    proc = run_with(installed_example, "-m", "onedc_media.cli.main", "encode", str(src), "-o", str(odc),
+                    "-c", "example-zlib", "--opt", "level=6")
+    assert proc.returncode == 0, proc.stderr
+    proc = run_with(installed_example, "-m", "onedc_media.cli.main", "decode", str(odc), "-o", str(png))
+    assert proc.returncode == 0, proc.stderr
+    from onedc_media.imageio import read_image
+
+    assert np.array_equal(read_image(png), read_image(src))  # the example codec is lossless
+    proc = run_with(installed_example, "-m", "onedc_media.cli.main", "-p", "example", "decode", str(odc),
+                    "-o", str(tmp_path / "d.png"))
+    assert proc.returncode == 1 and "example-zlib" in proc.stderr and "Traceback" not in proc.stderr
