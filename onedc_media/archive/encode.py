@@ -39,11 +39,11 @@ from onedc_media.imageio import MAX_IMAGE_FILE_BYTES
 from onedc_media.stills import SRGB
 
 __all__ = [
+    "RESULT_FIELDS",
+    "VIDEO_MODES",
     "ArchiveEncoder",
     "EncodeSettings",
     "Loaded",
-    "RESULT_FIELDS",
-    "VIDEO_MODES",
     "WorkItem",
     "decode_image_bytes",
 ]
@@ -86,8 +86,9 @@ class EncodeSettings:
 
     def __post_init__(self) -> None:
         if self.videos not in VIDEO_MODES:
-            raise CodecOptionError(f"videos must be one of {', '.join(VIDEO_MODES)}, "
-                                   f"got {self.videos!r}")
+            raise CodecOptionError(
+                f"videos must be one of {', '.join(VIDEO_MODES)}, got {self.videos!r}"
+            )
         if self.threads is not None and self.threads < 1:
             raise CodecOptionError("threads must be at least 1")
         if self.max_image_bytes < 1 or self.max_pixels < 1:
@@ -151,8 +152,9 @@ def decode_image_bytes(data: bytes, max_pixels: int = MAX_FRAME_PIXELS) -> np.nd
 
     dims = _header_size(data)
     if dims is not None and dims[0] * dims[1] > max_pixels:
-        raise InvalidImageError(f"{dims[0]}x{dims[1]} is larger than the limit of "
-                                f"{max_pixels} pixels")
+        raise InvalidImageError(
+            f"{dims[0]}x{dims[1]} is larger than the limit of {max_pixels} pixels"
+        )
     try:
         img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
     except cv2.error as exc:
@@ -184,8 +186,9 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
 
 def _failure(item: WorkItem, error: str, **fields: Any) -> dict[str, Any]:
     out: dict[str, Any] = dict.fromkeys(RESULT_FIELDS)
-    out.update(id=item.id, source=item.source, output=item.output, status="failed", error=error,
-               data=None)
+    out.update(
+        id=item.id, source=item.source, output=item.output, status="failed", error=error, data=None
+    )
     out.update(fields)
     return out
 
@@ -208,8 +211,9 @@ class ArchiveEncoder:
     :param spool: a folder for temporary files (videos); it is created when needed.
     """
 
-    def __init__(self, settings: EncodeSettings, *, plugins: Any = None,
-                 spool: str | None = None) -> None:
+    def __init__(
+        self, settings: EncodeSettings, *, plugins: Any = None, spool: str | None = None
+    ) -> None:
         import onedc_media
 
         self.settings = settings
@@ -219,7 +223,9 @@ class ArchiveEncoder:
             raise CodecOptionError(f"codec {self.info.name!r} is not an image codec")
         self.options = self.info.resolve_options(settings.options)
         self.spool = spool
-        set_threads(settings.threads, learned=self.info.capabilities.batch or self.info.capabilities.cuda)
+        set_threads(
+            settings.threads, learned=self.info.capabilities.batch or self.info.capabilities.cuda
+        )
         self._codec = self.info.create()
         self._encoder = self._codec.encoder(self.options, device=settings.device)
         q = self.info.quality_option
@@ -228,7 +234,7 @@ class ArchiveEncoder:
     def close(self) -> None:
         self._encoder.close()
 
-    def __enter__(self) -> ArchiveEncoder:
+    def __enter__(self) -> ArchiveEncoder:  # noqa: PYI034 - as the rest of the project
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -267,8 +273,9 @@ class ArchiveEncoder:
                 if st.st_size == 0:
                     raise InvalidImageError("empty file")
                 if st.st_size > self.settings.max_image_bytes:
-                    raise InvalidImageError(f"file is larger than the limit of "
-                                            f"{self.settings.max_image_bytes} bytes")
+                    raise InvalidImageError(
+                        f"file is larger than the limit of {self.settings.max_image_bytes} bytes"
+                    )
                 with os.fdopen(os.dup(fd), "rb") as fh:
                     data = fh.read(self.settings.max_image_bytes + 1)
             finally:
@@ -297,12 +304,14 @@ class ArchiveEncoder:
             try:
                 packets = self._encoder.encode([ld.rgb for ld in group])
                 if len(packets) != len(group):
-                    raise OdcError(f"the encoder returned {len(packets)} packets for "
-                                   f"{len(group)} pictures")
+                    raise OdcError(
+                        f"the encoder returned {len(packets)} packets for {len(group)} pictures"
+                    )
             except Exception as exc:  # noqa: BLE001 - one bad picture must not sink a batch
                 if len(group) == 1:
                     results[group[0].item.id] = self._loaded_failure(
-                        group[0], f"encode failed: {_describe(exc)}")
+                        group[0], f"encode failed: {_describe(exc)}"
+                    )
                     continue
                 for ld in group:  # find the bad one(s): same calls a batch of 1 makes
                     results.update((r["id"], r) for r in self.encode_images([ld]))
@@ -313,30 +322,62 @@ class ArchiveEncoder:
         return [results[ld.item.id] for ld in loaded]
 
     def _loaded_failure(self, ld: Loaded, error: str) -> dict[str, Any]:
-        return _failure(ld.item, error, src_size=ld.size, src_mtime_ns=ld.mtime_ns,
-                        src_sha256=ld.sha256, settings=self.settings_json("image"),
-                        seconds=ld.seconds)
+        return _failure(
+            ld.item,
+            error,
+            src_size=ld.size,
+            src_mtime_ns=ld.mtime_ns,
+            src_sha256=ld.sha256,
+            settings=self.settings_json("image"),
+            seconds=ld.seconds,
+        )
 
     def _image_result(self, ld: Loaded, packet: bytes, seconds: float) -> dict[str, Any]:
         assert ld.rgb is not None
         h, w = ld.rgb.shape[:2]
         header = container.StreamHeader(
-            media_type="image", codec=self.info.name, width=w, height=h, pixel_format="rgb24",
-            color=SRGB, time_base=Fraction(1, 1), codec_params=dict(self._encoder.params),
+            media_type="image",
+            codec=self.info.name,
+            width=w,
+            height=h,
+            pixel_format="rgb24",
+            color=SRGB,
+            time_base=Fraction(1, 1),
+            codec_params=dict(self._encoder.params),
             model=self._encoder.model,
         )
         buf = io.BytesIO()
         with container.open(buf, "w") as out:
             s = out.add_stream(header)
-            out.mux(container.Packet(stream_index=s.index, data=packet, pts=0, duration=1,
-                                     keyframe=True))
+            out.mux(
+                container.Packet(
+                    stream_index=s.index, data=packet, pts=0, duration=1, keyframe=True
+                )
+            )
         data = buf.getvalue()
-        return self._result(ld.item, data, header, size=ld.size, mtime_ns=ld.mtime_ns,
-                            sha256=ld.sha256, frames=1, seconds=ld.seconds + seconds)
+        return self._result(
+            ld.item,
+            data,
+            header,
+            size=ld.size,
+            mtime_ns=ld.mtime_ns,
+            sha256=ld.sha256,
+            frames=1,
+            seconds=ld.seconds + seconds,
+        )
 
-    def _result(self, item: WorkItem, data: bytes, header: container.StreamHeader, *,
-                size: int | None, mtime_ns: int | None, sha256: str | None, frames: int,
-                seconds: float) -> dict[str, Any]:
+    def _result(
+        self,
+        item: WorkItem,
+        data: bytes,
+        header: container.StreamHeader,
+        *,
+        size: int | None,
+        mtime_ns: int | None,
+        sha256: str | None,
+        frames: int,
+        seconds: float,
+    ) -> dict[str, Any]:
         model = header.model
         pixels = header.width * header.height * frames
         out: dict[str, Any] = {
@@ -388,9 +429,15 @@ class ArchiveEncoder:
             os.makedirs(spool, exist_ok=True)
             tmp = os.path.join(spool, f"video-{secrets.token_hex(8)}.odc")
             inter = None if self.settings.videos == "keyframes" else InterSettings()
-            result = transcode(item.path, tmp, keyframe_codec=self.info.name,
-                               codec_options=self.options, inter=inter, plugins=self.plugins,
-                               device=self.settings.device)
+            result = transcode(
+                item.path,
+                tmp,
+                keyframe_codec=self.info.name,
+                codec_options=self.options,
+                inter=inter,
+                plugins=self.plugins,
+                device=self.settings.device,
+            )
             with open(tmp, "rb") as fh:
                 data = fh.read()
             after = os.stat(item.path)
@@ -399,17 +446,31 @@ class ArchiveEncoder:
             with container.open(io.BytesIO(data)) as inp:
                 header = next(s for s in inp.streams if s.media_type in ("video", "image"))
         except Exception as exc:  # noqa: BLE001 - a bad source is a failed item, not a crash
-            return _failure(item, _describe(exc), src_size=size, src_mtime_ns=mtime,
-                            src_sha256=sha, settings=self.settings_json("video"),
-                            seconds=time.perf_counter() - t0)
+            return _failure(
+                item,
+                _describe(exc),
+                src_size=size,
+                src_mtime_ns=mtime,
+                src_sha256=sha,
+                settings=self.settings_json("video"),
+                seconds=time.perf_counter() - t0,
+            )
         finally:
             if tmp is not None:
                 try:
                     os.unlink(tmp)
                 except FileNotFoundError:
                     pass
-        return self._result(item, data, header, size=size, mtime_ns=mtime, sha256=sha,
-                            frames=result.frames, seconds=time.perf_counter() - t0)
+        return self._result(
+            item,
+            data,
+            header,
+            size=size,
+            mtime_ns=mtime,
+            sha256=sha,
+            frames=result.video.keyframes + result.video.inter_frames,
+            seconds=time.perf_counter() - t0,
+        )
 
 
 def set_threads(threads: int | None, *, learned: bool) -> None:

@@ -28,8 +28,16 @@ from onedc_media.archive.manifest import RESULT_COLUMNS, Manifest, ManifestError
 from onedc_media.archive.walk import probe_size, walk_sources
 from onedc_media.errors import CodecOptionError, MediaError
 
-__all__ = ["ENGINES", "ArchiveResult", "Committer", "Progress", "ScanResult", "archive",
-           "plan_batches", "scan"]
+__all__ = [
+    "ENGINES",
+    "ArchiveResult",
+    "Committer",
+    "Progress",
+    "ScanResult",
+    "archive",
+    "plan_batches",
+    "scan",
+]
 
 ENGINES = ("local", "ray")
 
@@ -101,8 +109,13 @@ class Committer:
     fsynced and renamed into place; then one transaction records the whole group.
     """
 
-    def __init__(self, manifest: Manifest, layout: Layout, total: int,
-                 progress: Callable[[Progress], None] | None = None) -> None:
+    def __init__(
+        self,
+        manifest: Manifest,
+        layout: Layout,
+        total: int,
+        progress: Callable[[Progress], None] | None = None,
+    ) -> None:
         self.manifest = manifest
         self.layout = layout
         self.state = Progress(total)
@@ -130,15 +143,25 @@ class Committer:
 # -- scan ----------------------------------------------------------------------------------
 
 
-def scan(manifest: Manifest, src: str, layout: Layout, settings: EncodeSettings, info: Any,
-         options: Mapping[str, Any], *, checksum: bool = False, retry_failed: bool = False,
-         jobs: int = 1) -> ScanResult:
+def scan(
+    manifest: Manifest,
+    src: str,
+    layout: Layout,
+    settings: EncodeSettings,
+    info: Any,
+    options: Mapping[str, Any],
+    *,
+    checksum: bool = False,
+    retry_failed: bool = False,
+    jobs: int = 1,
+) -> ScanResult:
     """Reconcile the manifest with what is under *src* now; leaves to-do items pending."""
     res = ScanResult()
-    seen: list[Seen] = []
-    for s in walk_sources(src, exclude=(layout.dest,),
-                          on_skip=lambda p, why: res.warnings.append(f"{p}: {why}")):
-        seen.append(s)
+    seen: list[Seen] = list(
+        walk_sources(
+            src, exclude=(layout.dest,), on_skip=lambda p, why: res.warnings.append(f"{p}: {why}")
+        )
+    )
     res.sources = len(seen)
     new = [s for s in seen if s.source not in _known(manifest)]
     res.new = len(new)
@@ -204,14 +227,21 @@ def scan(manifest: Manifest, src: str, layout: Layout, settings: EncodeSettings,
         with ThreadPoolExecutor(max(1, jobs)) as pool:
             sizes = list(pool.map(lambda p: probe_size(p[1]), probe))
         manifest.set_probe([(i, *(wh or (None, None))) for (i, _), wh in zip(probe, sizes)])
-    res.pending = manifest.db.execute("SELECT COUNT(*) FROM items WHERE status = 'pending' AND "
-                                      "kind IN ('image', 'video')").fetchone()[0]
+    res.pending = manifest.db.execute(
+        "SELECT COUNT(*) FROM items WHERE status = 'pending' AND kind IN ('image', 'video')"
+    ).fetchone()[0]
     return res
 
 
 def _known(manifest: Manifest, full: bool = False) -> dict[str, Any]:
-    cols = ("id, source, kind, status, src_size, src_mtime_ns, src_sha256, settings, output, "
-            "out_size, width") if full else "source"
+    cols = (
+        (
+            "id, source, kind, status, src_size, src_mtime_ns, src_sha256, settings, output, "
+            "out_size, width"
+        )
+        if full
+        else "source"
+    )
     return {r["source"]: r for r in manifest.db.execute(f"SELECT {cols} FROM items")}
 
 
@@ -253,21 +283,35 @@ def plan_batches(manifest: Manifest, src: str, batch_size: int) -> Iterator[list
 
 
 def _work_item(row: Mapping[str, Any], src: str) -> WorkItem:
-    return WorkItem(int(row["id"]), row["source"], row["kind"], row["output"],
-                    os.path.join(src, *row["source"].split("/")))
+    return WorkItem(
+        int(row["id"]),
+        row["source"],
+        row["kind"],
+        row["output"],
+        os.path.join(src, *row["source"].split("/")),
+    )
 
 
 # -- the job -------------------------------------------------------------------------------
 
 
-def archive(src: str | os.PathLike[str], dest: str | os.PathLike[str],
-            settings: EncodeSettings | None = None, *, engine: str = "local",
-            jobs: int | None = None, batch_size: int = 4, checksum: bool = False,
-            retry_failed: bool = False, verify: bool = False,
-            metrics: tuple[str, ...] = ("psnr", "ms_ssim"),
-            progress: Callable[[Progress], None] | None = None,
-            verify_progress: Callable[[int, int], None] | None = None,
-            plugins: Any = None, ray_options: Mapping[str, Any] | None = None) -> ArchiveResult:
+def archive(
+    src: str | os.PathLike[str],
+    dest: str | os.PathLike[str],
+    settings: EncodeSettings | None = None,
+    *,
+    engine: str = "local",
+    jobs: int | None = None,
+    batch_size: int = 4,
+    checksum: bool = False,
+    retry_failed: bool = False,
+    verify: bool = False,
+    metrics: tuple[str, ...] = ("psnr", "ms_ssim"),
+    progress: Callable[[Progress], None] | None = None,
+    verify_progress: Callable[[int, int], None] | None = None,
+    plugins: Any = None,
+    ray_options: Mapping[str, Any] | None = None,
+) -> ArchiveResult:
     """Archive every image and video under *src* into *dest* (see the module docstring).
 
     :param settings: codec, options, video mode, limits (default: OneDC defaults).
@@ -311,8 +355,17 @@ def archive(src: str | os.PathLike[str], dest: str | os.PathLike[str],
         cleaned = layout.clean_spool()
         with Manifest(layout.manifest, create=True) as manifest:
             _check_source(manifest, src)
-            result = scan(manifest, src, layout, settings, info, options, checksum=checksum,
-                          retry_failed=retry_failed, jobs=jobs or os.cpu_count() or 1)
+            result = scan(
+                manifest,
+                src,
+                layout,
+                settings,
+                info,
+                options,
+                checksum=checksum,
+                retry_failed=retry_failed,
+                jobs=jobs or os.cpu_count() or 1,
+            )
             run = manifest.start_run(engine, settings.to_dict())
             committer = Committer(manifest, layout, result.pending, progress)
             if result.pending:
@@ -320,24 +373,45 @@ def archive(src: str | os.PathLike[str], dest: str | os.PathLike[str],
                 if engine == "local":
                     from onedc_media.archive.local import run_local
 
-                    run_local(batches, settings, committer, jobs=jobs, plugins=plugins,
-                              spool=layout.spool)
+                    run_local(
+                        batches, settings, committer, jobs=jobs, plugins=plugins, spool=layout.spool
+                    )
                 else:
                     from onedc_media.archive.ray_engine import run_ray
 
-                    run_ray(batches, settings, committer, actors=jobs, spool=layout.spool,
-                            **dict(ray_options or {}))
+                    run_ray(
+                        batches,
+                        settings,
+                        committer,
+                        actors=jobs,
+                        spool=layout.spool,
+                        **dict(ray_options or {}),
+                    )
             manifest.finish_run(run, committer.state.done, committer.state.failed)
             verified = None
             if verify:
                 from onedc_media.archive.verify import verify_archive
 
-                verified = verify_archive(layout.dest, manifest=manifest, plugins=plugins,
-                                          metrics=metrics, src=src, progress=verify_progress)
+                verified = verify_archive(
+                    layout.dest,
+                    manifest=manifest,
+                    plugins=plugins,
+                    metrics=metrics,
+                    src=src,
+                    progress=verify_progress,
+                )
             counts = manifest.counts()
         _remove_empty(layout.spool)
-    return ArchiveResult(layout.dest, engine, result, committer.state, counts,
-                         time.perf_counter() - t0, cleaned, verified)
+    return ArchiveResult(
+        layout.dest,
+        engine,
+        result,
+        committer.state,
+        counts,
+        time.perf_counter() - t0,
+        cleaned,
+        verified,
+    )
 
 
 def _check_source(manifest: Manifest, src: str) -> None:
@@ -345,8 +419,9 @@ def _check_source(manifest: Manifest, src: str) -> None:
     if known is None:
         manifest.set_meta({"source": src, "created": json.dumps(time.time())})
     elif os.path.realpath(known) != os.path.realpath(src):
-        raise ManifestError(f"this archive holds {known}, not {src} (use another DEST)",
-                            filename=manifest.path)
+        raise ManifestError(
+            f"this archive holds {known}, not {src} (use another DEST)", filename=manifest.path
+        )
 
 
 def _inside(path: str, folder: str) -> bool:
@@ -359,4 +434,3 @@ def _remove_empty(folder: str) -> None:
         os.rmdir(folder)
     except OSError:
         pass
-

@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 from onedc_media.archive.manifest import ManifestError
 
-__all__ = ["Layout", "STATE_DIR", "commit_file", "job_lock", "sha256_file"]
+__all__ = ["STATE_DIR", "Layout", "commit_file", "job_lock", "sha256_file"]
 
 STATE_DIR = ".onedc-archive"
 
@@ -98,8 +98,9 @@ def job_lock(layout: Layout) -> Iterator[None]:
             if exc.errno not in (errno.EAGAIN, errno.EACCES, errno.EWOULDBLOCK):
                 raise
             holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "?"
-            raise ManifestError(f"another archive job (pid {holder}) is using this archive",
-                                filename=layout.dest) from None
+            raise ManifestError(
+                f"another archive job (pid {holder}) is using this archive", filename=layout.dest
+            ) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, str(os.getpid()).encode(), 0)
         yield

@@ -85,8 +85,15 @@ class _Writer(threading.Thread):
             raise self.error
 
 
-def run_local(batches: Iterable[list[WorkItem]], settings: EncodeSettings, committer: Any, *,
-              jobs: int | None = None, plugins: Any = None, spool: str | None = None) -> None:
+def run_local(
+    batches: Iterable[list[WorkItem]],
+    settings: EncodeSettings,
+    committer: Any,
+    *,
+    jobs: int | None = None,
+    plugins: Any = None,
+    spool: str | None = None,
+) -> None:
     """Encode *batches* in this process and hand the results to *committer*."""
     jobs = jobs or os.cpu_count() or 1
     main = ArchiveEncoder(settings, plugins=plugins, spool=spool)

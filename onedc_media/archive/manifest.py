@@ -30,7 +30,7 @@ from typing import Any
 
 from onedc_media.errors import OdcError
 
-__all__ = ["Manifest", "ManifestError", "SCHEMA", "SCHEMA_VERSION", "STATUSES", "ITEM_COLUMNS"]
+__all__ = ["ITEM_COLUMNS", "SCHEMA", "SCHEMA_VERSION", "STATUSES", "Manifest", "ManifestError"]
 
 SCHEMA_VERSION = 1
 
@@ -122,21 +122,26 @@ class Manifest:
     :param readonly: open read-only (status, tests); nothing is written.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, create: bool = False,
-                 readonly: bool = False) -> None:
+    def __init__(
+        self, path: str | os.PathLike[str], *, create: bool = False, readonly: bool = False
+    ) -> None:
         self.path = os.fspath(path)
         if not os.path.exists(self.path) and not create:
-            raise ManifestError("no archive manifest here (run `onedc-media archive SRC DEST` "
-                                "first)", filename=self.path)
+            raise ManifestError(
+                "no archive manifest here (run `onedc-media archive SRC DEST` first)",
+                filename=self.path,
+            )
         self.readonly = readonly
         if readonly:
             uri = "file:" + _uri_path(self.path) + "?mode=ro"
-            self.db = sqlite3.connect(uri, uri=True, timeout=30, isolation_level=None,
-                                      check_same_thread=False)
+            self.db = sqlite3.connect(
+                uri, uri=True, timeout=30, isolation_level=None, check_same_thread=False
+            )
         else:
             # One thread at a time (the job hands the manifest to its writer thread).
-            self.db = sqlite3.connect(self.path, timeout=30, isolation_level=None,
-                                      check_same_thread=False)
+            self.db = sqlite3.connect(
+                self.path, timeout=30, isolation_level=None, check_same_thread=False
+            )
         self.db.row_factory = sqlite3.Row
         try:
             if not readonly:
@@ -158,11 +163,15 @@ class Manifest:
                 self.db.execute(stmt)
             row = self.db.execute("SELECT version FROM schema_version").fetchone()
             if row is None:
-                self.db.execute("INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,))
+                self.db.execute(
+                    "INSERT INTO schema_version (version) VALUES (?)", (SCHEMA_VERSION,)
+                )
             elif row[0] != SCHEMA_VERSION:
                 raise ManifestError(
                     f"manifest schema version {row[0]}; this onedc-media reads version "
-                    f"{SCHEMA_VERSION}", filename=self.path)
+                    f"{SCHEMA_VERSION}",
+                    filename=self.path,
+                )
 
     def _check_version(self) -> None:
         try:
@@ -170,8 +179,11 @@ class Manifest:
         except sqlite3.OperationalError:
             raise ManifestError("not an archive manifest", filename=self.path) from None
         if row is None or row[0] != SCHEMA_VERSION:
-            raise ManifestError(f"manifest schema version {row and row[0]}; this onedc-media "
-                                f"reads version {SCHEMA_VERSION}", filename=self.path)
+            raise ManifestError(
+                f"manifest schema version {row and row[0]}; this onedc-media "
+                f"reads version {SCHEMA_VERSION}",
+                filename=self.path,
+            )
 
     @property
     def schema_version(self) -> int:
@@ -185,7 +197,7 @@ class Manifest:
     def close(self) -> None:
         self.db.close()
 
-    def __enter__(self) -> Manifest:
+    def __enter__(self) -> Manifest:  # noqa: PYI034 - as the rest of the project
         return self
 
     def __exit__(self, *exc: object) -> None:
@@ -198,20 +210,25 @@ class Manifest:
 
     def set_meta(self, values: Mapping[str, str]) -> None:
         with self.transaction():
-            self.db.executemany("INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)",
-                                list(values.items()))
+            self.db.executemany(
+                "INSERT OR REPLACE INTO meta (key, value) VALUES (?, ?)", list(values.items())
+            )
 
     # -- runs ------------------------------------------------------------------------
     def start_run(self, engine: str, settings: Mapping[str, Any]) -> int:
         with self.transaction():
-            cur = self.db.execute("INSERT INTO runs (started_at, engine, settings) VALUES (?, ?, ?)",
-                                  (time.time(), engine, json.dumps(settings, sort_keys=True)))
+            cur = self.db.execute(
+                "INSERT INTO runs (started_at, engine, settings) VALUES (?, ?, ?)",
+                (time.time(), engine, json.dumps(settings, sort_keys=True)),
+            )
             return int(cur.lastrowid)
 
     def finish_run(self, run: int, done: int, failed: int) -> None:
         with self.transaction():
-            self.db.execute("UPDATE runs SET finished_at = ?, done = ?, failed = ? WHERE id = ?",
-                            (time.time(), done, failed, run))
+            self.db.execute(
+                "UPDATE runs SET finished_at = ?, done = ?, failed = ? WHERE id = ?",
+                (time.time(), done, failed, run),
+            )
 
     # -- items -----------------------------------------------------------------------
     def items(self, where: str = "", params: Sequence[Any] = ()) -> list[sqlite3.Row]:
@@ -250,8 +267,10 @@ class Manifest:
     def set_probe(self, probes: Iterable[tuple[int, int | None, int | None]]) -> None:
         """Record the size a header probe found (it orders the plan; see ``walk.probe``)."""
         with self.transaction():
-            self.db.executemany("UPDATE items SET width = ?, height = ? WHERE id = ?",
-                                [(w, h, i) for i, w, h in probes])
+            self.db.executemany(
+                "UPDATE items SET width = ?, height = ? WHERE id = ?",
+                [(w, h, i) for i, w, h in probes],
+            )
 
     def pending(self, kind: str) -> Iterator[sqlite3.Row]:
         """Pending items of *kind*, ordered for batching: by picture size, then source.
@@ -288,7 +307,9 @@ class Manifest:
                     values.append(now)
                 self.db.execute(
                     f"UPDATE items SET {sets}{extra}, attempts = attempts + 1, updated_at = ? "
-                    "WHERE id = ?", (*values, now, r["id"]))
+                    "WHERE id = ?",
+                    (*values, now, r["id"]),
+                )
 
     def set_verified(self, results: Iterable[tuple[int, float | None, float | None]]) -> None:
         """``(id, psnr, ms_ssim)`` of items whose output verified."""

@@ -15,10 +15,10 @@ work as with the local engine; the output bytes travel back through the object s
 (archives are small at OneDC rates).
 
 Resources are sized from the cluster: with GPUs and a CUDA-capable codec, one actor per
-GPU; otherwise ``jobs`` actors (default: one per CPU) sharing 75 % of the CPUs as
-fractional ``num_cpus``, leaving room for the read tasks: on a 2-CPU node two 1-CPU
-actors would starve them and the job would hang. The plan file needs a file system the
-actors can read (local, or DEST shared across the cluster).
+GPU; otherwise ``jobs`` actors (default: one per CPU) sharing all CPUs but one as
+fractional ``num_cpus``, and the read tasks ask for 0.1 CPU: on a 2-CPU node two 1-CPU
+actors would starve the read tasks and the job would hang. The plan file needs a file
+system the actors can read (local, or DEST shared across the cluster).
 
 Needs ``pip install "onedc-media[ray]"``. :func:`run_ray` connects to a running Ray
 (``ray.init`` already called, or ``address``), or starts a local one and stops it after.
@@ -37,7 +37,11 @@ import numpy as np
 from onedc_media.archive.encode import ArchiveEncoder, EncodeSettings, WorkItem
 from onedc_media.errors import OdcError
 
-__all__ = ["RayUnavailableError", "run_ray", "actor_resources"]
+__all__ = ["RayUnavailableError", "actor_resources", "run_ray"]
+
+
+#: CPUs a plan-reading task asks for: it reads a few kB, it must never wait for actors.
+_READ_CPUS = 0.1
 
 
 class RayUnavailableError(OdcError, ImportError):
@@ -66,25 +70,48 @@ class _ArchiveActor:
         }
 
 
-def actor_resources(cluster: dict[str, float], *, learned_cuda: bool, actors: int | None,
-                    num_cpus: float | None = None, num_gpus: float | None = None
-                    ) -> tuple[int, float, float]:
+def actor_resources(
+    cluster: dict[str, float],
+    *,
+    learned_cuda: bool,
+    actors: int | None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+) -> tuple[int, float, float]:
     """``(actors, num_cpus, num_gpus)`` per actor for a cluster's resources."""
     cpus = float(cluster.get("CPU", 1.0))
     gpus = float(cluster.get("GPU", 0.0))
     if learned_cuda and gpus >= 1 and num_gpus != 0:
         per_gpu = num_gpus or 1.0
         n = actors or max(1, int(gpus / per_gpu))
-        return n, num_cpus if num_cpus is not None else min(1.0, 0.75 * cpus / n), per_gpu
+        return n, num_cpus if num_cpus is not None else max(0.05, min(1.0, (cpus - 1) / n)), per_gpu
     n = actors or max(1, int(cpus))
-    per_cpu = num_cpus if num_cpus is not None else max(0.05, min(1.0, 0.75 * cpus / n))
+    # Leave one whole CPU to the read tasks and the rest of the pipeline.
+    per_cpu = num_cpus if num_cpus is not None else max(0.05, min(1.0, (cpus - 1) / n))
     return n, per_cpu, 0.0
 
 
-def run_ray(batches: Iterable[list[WorkItem]], settings: EncodeSettings, committer: Any, *,
-            actors: int | None = None, spool: str | None = None, address: str | None = None,
-            num_cpus: float | None = None, num_gpus: float | None = None,
-            plugins: Any = None) -> None:
+def _read_cpus(read: Any) -> dict[str, Any]:
+    """``num_cpus`` for read tasks: a named parameter in newer Ray, a remote arg before."""
+    import inspect
+
+    if "num_cpus" in inspect.signature(read).parameters:
+        return {"num_cpus": _READ_CPUS}
+    return {"ray_remote_args": {"num_cpus": _READ_CPUS}}
+
+
+def run_ray(
+    batches: Iterable[list[WorkItem]],
+    settings: EncodeSettings,
+    committer: Any,
+    *,
+    actors: int | None = None,
+    spool: str | None = None,
+    address: str | None = None,
+    num_cpus: float | None = None,
+    num_gpus: float | None = None,
+    plugins: Any = None,
+) -> None:
     """Encode *batches* on Ray and hand the results to *committer* (on the driver).
 
     :param actors: actor pool size (default: see the module docstring).
@@ -96,8 +123,9 @@ def run_ray(batches: Iterable[list[WorkItem]], settings: EncodeSettings, committ
         import ray
         import ray.data
     except ImportError:
-        raise RayUnavailableError('the ray engine needs Ray Data: pip install "onedc-media[ray]"'
-                                  ) from None
+        raise RayUnavailableError(
+            'the ray engine needs Ray Data: pip install "onedc-media[ray]"'
+        ) from None
     import secrets
     import tempfile
 
@@ -109,8 +137,12 @@ def run_ray(batches: Iterable[list[WorkItem]], settings: EncodeSettings, committ
     uses_cuda = info.capabilities.cuda and not device.startswith("cpu")
     started = False
     if not ray.is_initialized():
-        ray.init(address=address, include_dashboard=False, logging_level=logging.WARNING,
-                 log_to_driver=False)
+        ray.init(
+            address=address,
+            include_dashboard=False,
+            logging_level=logging.WARNING,
+            log_to_driver=False,
+        )
         started = True
     spool = spool or tempfile.mkdtemp(prefix="onedc-archive-")
     os.makedirs(spool, exist_ok=True)
@@ -123,13 +155,22 @@ def run_ray(batches: Iterable[list[WorkItem]], settings: EncodeSettings, committ
                 n_batches += 1
         if not n_batches:
             return
-        n, cpu, gpu = actor_resources(ray.cluster_resources(), learned_cuda=uses_cuda,
-                                      actors=actors, num_cpus=num_cpus, num_gpus=num_gpus)
+        n, cpu, gpu = actor_resources(
+            ray.cluster_resources(),
+            learned_cuda=uses_cuda,
+            actors=actors,
+            num_cpus=num_cpus,
+            num_gpus=num_gpus,
+        )
         n = min(n, n_batches)
         ctx = ray.data.DataContext.get_current()
         ctx.enable_progress_bars = False
         logging.getLogger("ray.data").setLevel(logging.WARNING)
-        ds = ray.data.read_text(plan, override_num_blocks=max(1, min(n_batches, 4 * n)))
+        ds = ray.data.read_text(
+            plan,
+            override_num_blocks=max(1, min(n_batches, 4 * n)),
+            **_read_cpus(ray.data.read_text),
+        )
         ds = ds.map_batches(
             _ArchiveActor,
             fn_constructor_kwargs={"settings": settings.to_dict(), "spool": spool},

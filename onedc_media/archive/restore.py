@@ -52,9 +52,14 @@ def restore_names(sources: list[tuple[str, str]]) -> dict[str, str]:
     return out
 
 
-def restore_archive(dest: str | os.PathLike[str], out: str | os.PathLike[str], *,
-                    plugins: Any = None, device: str | None = None,
-                    progress: Callable[[int, int], None] | None = None) -> RestoreResult:
+def restore_archive(
+    dest: str | os.PathLike[str],
+    out: str | os.PathLike[str],
+    *,
+    plugins: Any = None,
+    device: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> RestoreResult:
     """Decode every done / verified output of the archive *dest* into the folder *out*."""
     import onedc_media
     from onedc_media.archive.verify import decode_output

@@ -59,20 +59,44 @@ def archive_status(dest: str | os.PathLike[str]) -> ArchiveStatus:
         done = "status IN ('done', 'verified')"
         bytes_in, bytes_out, pixels = db.execute(
             f"SELECT COALESCE(SUM(src_size), 0), COALESCE(SUM(out_size), 0), "
-            f"COALESCE(SUM(width * height * frames), 0) FROM items WHERE {done}").fetchone()
-        bpps = [r[0] for r in db.execute(
-            f"SELECT bpp FROM items WHERE {done} AND bpp IS NOT NULL ORDER BY bpp")]
-        psnrs = [r[0] for r in db.execute(
-            "SELECT psnr FROM items WHERE status = 'verified' AND psnr IS NOT NULL")]
-        ms = [r[0] for r in db.execute(
-            "SELECT ms_ssim FROM items WHERE status = 'verified' AND ms_ssim IS NOT NULL")]
+            f"COALESCE(SUM(width * height * frames), 0) FROM items WHERE {done}"
+        ).fetchone()
+        bpps = [
+            r[0]
+            for r in db.execute(
+                f"SELECT bpp FROM items WHERE {done} AND bpp IS NOT NULL ORDER BY bpp"
+            )
+        ]
+        psnrs = [
+            r[0]
+            for r in db.execute(
+                "SELECT psnr FROM items WHERE status = 'verified' AND psnr IS NOT NULL"
+            )
+        ]
+        ms = [
+            r[0]
+            for r in db.execute(
+                "SELECT ms_ssim FROM items WHERE status = 'verified' AND ms_ssim IS NOT NULL"
+            )
+        ]
         st = ArchiveStatus(
-            dest=layout.dest, source=m.get_meta("source"), counts=m.counts(),
-            items=sum(m.counts().values()), bytes_in=bytes_in, bytes_out=bytes_out, pixels=pixels,
+            dest=layout.dest,
+            source=m.get_meta("source"),
+            counts=m.counts(),
+            items=sum(m.counts().values()),
+            bytes_in=bytes_in,
+            bytes_out=bytes_out,
+            pixels=pixels,
         )
         if bpps:
-            st.bpp = {"min": bpps[0], "p10": _quantile(bpps, 0.1), "median": _quantile(bpps, 0.5),
-                      "p90": _quantile(bpps, 0.9), "max": bpps[-1], "mean": sum(bpps) / len(bpps)}
+            st.bpp = {
+                "min": bpps[0],
+                "p10": _quantile(bpps, 0.1),
+                "median": _quantile(bpps, 0.5),
+                "p90": _quantile(bpps, 0.9),
+                "max": bpps[-1],
+                "mean": sum(bpps) / len(bpps),
+            }
             st.bpp_histogram = _histogram(bpps)
         if psnrs:
             finite = [p for p in psnrs if math.isfinite(p)]
@@ -80,8 +104,11 @@ def archive_status(dest: str | os.PathLike[str]) -> ArchiveStatus:
                 st.psnr = {"mean": sum(finite) / len(finite), "min": min(finite)}
         if ms:
             st.ms_ssim_mean = sum(ms) / len(ms)
-        st.codecs = dict(db.execute(f"SELECT codec, COUNT(*) FROM items WHERE {done} "
-                                    "GROUP BY codec ORDER BY codec").fetchall())
+        st.codecs = dict(
+            db.execute(
+                f"SELECT codec, COUNT(*) FROM items WHERE {done} GROUP BY codec ORDER BY codec"
+            ).fetchall()
+        )
         st.failures = _reasons(db, "failed")
         st.pending_reasons = _reasons(db, "pending")
         st.runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
@@ -132,14 +159,18 @@ def format_status(st: ArchiveStatus) -> str:
     ]
     if st.mean_bpp is not None:
         b = st.bpp
-        lines.append(f"  bpp: {st.mean_bpp:.4f} overall; per item min {b['min']:.4f}, "
-                     f"p10 {b['p10']:.4f}, median {b['median']:.4f}, p90 {b['p90']:.4f}, "
-                     f"max {b['max']:.4f}")
+        lines.append(
+            f"  bpp: {st.mean_bpp:.4f} overall; per item min {b['min']:.4f}, "
+            f"p10 {b['p10']:.4f}, median {b['median']:.4f}, p90 {b['p90']:.4f}, "
+            f"max {b['max']:.4f}"
+        )
         lines.append("  bpp histogram: " + ", ".join(f"{k}: {n}" for k, n in st.bpp_histogram))
     if st.psnr:
-        lines.append(f"  PSNR (verified lossy images): mean {st.psnr['mean']:.2f} dB, "
-                     f"min {st.psnr['min']:.2f} dB"
-                     + (f"; MS-SSIM mean {st.ms_ssim_mean:.4f}" if st.ms_ssim_mean else ""))
+        lines.append(
+            f"  PSNR (verified lossy images): mean {st.psnr['mean']:.2f} dB, "
+            f"min {st.psnr['min']:.2f} dB"
+            + (f"; MS-SSIM mean {st.ms_ssim_mean:.4f}" if st.ms_ssim_mean else "")
+        )
     if st.codecs:
         lines.append("  codecs: " + ", ".join(f"{k} ({n})" for k, n in st.codecs.items()))
     for title, reasons in (("failed", st.failures), ("pending", st.pending_reasons)):

@@ -59,8 +59,9 @@ class _Failed(Exception):
     pass
 
 
-def decode_output(data: bytes, *, plugins: Any = None, device: str | None = None
-                  ) -> tuple[container.StreamHeader, list[np.ndarray] | int]:
+def decode_output(
+    data: bytes, *, plugins: Any = None, device: str | None = None
+) -> tuple[container.StreamHeader, list[np.ndarray] | int]:
     """Decode an archive output held in memory.
 
     Returns its picture stream's header and, for an image stream, its pictures; for a
@@ -88,11 +89,18 @@ def decode_output(data: bytes, *, plugins: Any = None, device: str | None = None
         return header, n
 
 
-def verify_archive(dest: str | os.PathLike[str], *, manifest: Manifest | None = None,
-                   plugins: Any = None, metrics: Sequence[str] = METRICS,
-                   src: str | None = None, device: str | None = None, recheck: bool = False,
-                   jobs: int | None = None,
-                   progress: Callable[[int, int], None] | None = None) -> VerifyResult:
+def verify_archive(
+    dest: str | os.PathLike[str],
+    *,
+    manifest: Manifest | None = None,
+    plugins: Any = None,
+    metrics: Sequence[str] = METRICS,
+    src: str | None = None,
+    device: str | None = None,
+    recheck: bool = False,
+    jobs: int | None = None,
+    progress: Callable[[int, int], None] | None = None,
+) -> VerifyResult:
     """Verify the outputs of the archive *dest* (see the module docstring).
 
     :param manifest: an open manifest (the job's); otherwise it is opened here, under
@@ -109,8 +117,9 @@ def verify_archive(dest: str | os.PathLike[str], *, manifest: Manifest | None = 
     if unknown:
         from onedc_media.errors import CodecOptionError
 
-        raise CodecOptionError(f"unknown metric(s) {', '.join(sorted(unknown))} "
-                               f"(choose from {', '.join(METRICS)})")
+        raise CodecOptionError(
+            f"unknown metric(s) {', '.join(sorted(unknown))} (choose from {', '.join(METRICS)})"
+        )
     plugins = plugins or onedc_media.default_plugins()
     layout = Layout.at(dest)
     t0 = time.perf_counter()
@@ -166,8 +175,9 @@ def _record(manifest: Manifest, good: list[Any], bad: list[Any]) -> None:
     bad.clear()
 
 
-def _ordered(pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Sequence[Any],
-             window: int) -> Iterator[Any]:
+def _ordered(
+    pool: ThreadPoolExecutor, fn: Callable[[Any], Any], items: Sequence[Any], window: int
+) -> Iterator[Any]:
     """``pool.map`` with at most *window* items in flight (bounded memory)."""
     pending: list[Any] = []
     it = iter(items)
@@ -189,8 +199,14 @@ def _learned(plugins: Any, codec: str | None) -> bool:
     return caps.batch or caps.cuda
 
 
-def _check(row: Any, layout: Layout, src: str | None, plugins: Any, metrics: Sequence[str],
-           device: str | None) -> tuple[float | None, float | None, bool]:
+def _check(
+    row: Any,
+    layout: Layout,
+    src: str | None,
+    plugins: Any,
+    metrics: Sequence[str],
+    device: str | None,
+) -> tuple[float | None, float | None, bool]:
     """Check one output; returns ``(psnr, ms_ssim, unmeasured)`` or raises."""
     path = layout.output_path(row["output"])
     try:
@@ -206,8 +222,10 @@ def _check(row: Any, layout: Layout, src: str | None, plugins: Any, metrics: Seq
     if header.codec != row["codec"]:
         raise _Failed(f"stream codec {header.codec!r}, the manifest says {row['codec']!r}")
     if (header.width, header.height) != (row["width"], row["height"]):
-        raise _Failed(f"stream is {header.width}x{header.height}, the manifest says "
-                      f"{row['width']}x{row['height']}")
+        raise _Failed(
+            f"stream is {header.width}x{header.height}, the manifest says "
+            f"{row['width']}x{row['height']}"
+        )
     model_sha = header.model.sha256 if header.model else None
     if model_sha != row["model_sha256"]:
         raise _Failed("stream model differs from the manifest")

@@ -19,8 +19,22 @@ from onedc_media.imageio import IMAGE_SUFFIXES
 
 __all__ = ["VIDEO_SUFFIXES", "classify", "output_name", "probe_size", "walk_sources"]
 
-VIDEO_SUFFIXES = (".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi", ".mpg", ".mpeg", ".ts",
-                  ".m2ts", ".mts", ".wmv", ".flv", ".3gp")
+VIDEO_SUFFIXES = (
+    ".mp4",
+    ".mkv",
+    ".mov",
+    ".m4v",
+    ".webm",
+    ".avi",
+    ".mpg",
+    ".mpeg",
+    ".ts",
+    ".m2ts",
+    ".mts",
+    ".wmv",
+    ".flv",
+    ".3gp",
+)
 
 
 def classify(name: str) -> str:
@@ -38,8 +52,12 @@ def output_name(source: str) -> str:
     return source + ".odc"
 
 
-def walk_sources(src: str | os.PathLike[str], *, exclude: tuple[str, ...] = (),
-                 on_skip: Callable[[str, str], None] | None = None) -> Iterator[Seen]:
+def walk_sources(
+    src: str | os.PathLike[str],
+    *,
+    exclude: tuple[str, ...] = (),
+    on_skip: Callable[[str, str], None] | None = None,
+) -> Iterator[Seen]:
     """Yield every file under *src* as a :class:`Seen`, sorted by path.
 
     :param exclude: absolute directories not to enter (the archive itself, when it lies

@@ -64,34 +64,77 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("encoding")
     g.add_argument("-c", "--codec", default="onedc", help="codec name (default: onedc)")
     g.add_argument("-q", "--quality", help="the codec's quality / rate point (onedc: 1..6)")
-    g.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
-                   help="codec option (repeatable)")
-    g.add_argument("--videos", choices=("transcode", "keyframes", "skip"), default="transcode",
-                   help="videos: keyframe codec + inter codec (default), keyframes only "
-                   "(--inter-codec none), or not archived")
+    g.add_argument(
+        "--opt", action="append", default=[], metavar="KEY=VALUE", help="codec option (repeatable)"
+    )
+    g.add_argument(
+        "--videos",
+        choices=("transcode", "keyframes", "skip"),
+        default="transcode",
+        help="videos: keyframe codec + inter codec (default), keyframes only "
+        "(--inter-codec none), or not archived",
+    )
     g.add_argument("--device", help="device for learned codecs (cpu, cuda, cuda:N)")
-    g.add_argument("--max-pixels", type=_positive_int, metavar="N",
-                   help="images with more pixels fail (default: 2^28)")
-    g.add_argument("--max-bytes", type=_positive_int, metavar="N",
-                   help="image files larger than N bytes fail (default: 1 GiB)")
+    g.add_argument(
+        "--max-pixels",
+        type=_positive_int,
+        metavar="N",
+        help="images with more pixels fail (default: 2^28)",
+    )
+    g.add_argument(
+        "--max-bytes",
+        type=_positive_int,
+        metavar="N",
+        help="image files larger than N bytes fail (default: 1 GiB)",
+    )
     g = p.add_argument_group("running")
-    g.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (this process, default) or ray (Ray Data actor pool)")
-    g.add_argument("-j", "--jobs", type=_positive_int, metavar="N",
-                   help="local: reader threads; ray: actors (default: from the CPUs / GPUs)")
-    g.add_argument("--batch-size", type=_positive_int, default=4, metavar="N",
-                   help="equal-sized pictures per encoder call (default: 4)")
-    g.add_argument("--threads", type=_positive_int, metavar="N",
-                   help="intra-op threads of the codec (torch / OpenCV); equal thread "
-                   "counts give equal bytes on either engine")
-    g.add_argument("--ray-address", metavar="ADDR", help="Ray cluster to join (default: a local one)")
-    g.add_argument("--checksum", action="store_true",
-                   help="re-hash sources of finished items to find changed content")
+    g.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="local (this process, default) or ray (Ray Data actor pool)",
+    )
+    g.add_argument(
+        "-j",
+        "--jobs",
+        type=_positive_int,
+        metavar="N",
+        help="local: reader threads; ray: actors (default: from the CPUs / GPUs)",
+    )
+    g.add_argument(
+        "--batch-size",
+        type=_positive_int,
+        default=4,
+        metavar="N",
+        help="equal-sized pictures per encoder call (default: 4)",
+    )
+    g.add_argument(
+        "--threads",
+        type=_positive_int,
+        metavar="N",
+        help="intra-op threads of the codec (torch / OpenCV); equal thread "
+        "counts give equal bytes on either engine",
+    )
+    g.add_argument(
+        "--ray-address", metavar="ADDR", help="Ray cluster to join (default: a local one)"
+    )
+    g.add_argument(
+        "--checksum",
+        action="store_true",
+        help="re-hash sources of finished items to find changed content",
+    )
     g.add_argument("--retry-failed", action="store_true", help="try failed items again")
-    g.add_argument("--verify", action="store_true",
-                   help="decode every output and check it against the manifest")
-    g.add_argument("--metrics", default="psnr,ms_ssim", metavar="LIST",
-                   help="what --verify measures for lossy images (default: psnr,ms_ssim)")
+    g.add_argument(
+        "--verify",
+        action="store_true",
+        help="decode every output and check it against the manifest",
+    )
+    g.add_argument(
+        "--metrics",
+        default="psnr,ms_ssim",
+        metavar="LIST",
+        help="what --verify measures for lossy images (default: psnr,ms_ssim)",
+    )
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print the result as JSON")
     p.set_defaults(func=run)
@@ -137,8 +180,14 @@ def _settings(args: argparse.Namespace) -> Any:
         kw["max_pixels"] = args.max_pixels
     if args.max_bytes:
         kw["max_image_bytes"] = args.max_bytes
-    return EncodeSettings(codec=info.name, options=options, videos=args.videos,
-                          device=args.device, threads=args.threads, **kw)
+    return EncodeSettings(
+        codec=info.name,
+        options=options,
+        videos=args.videos,
+        device=args.device,
+        threads=args.threads,
+        **kw,
+    )
 
 
 def _metrics(text: str) -> tuple[str, ...]:
@@ -156,11 +205,20 @@ def _archive(src: str, dest: str, args: argparse.Namespace) -> int:
     bar = _Bar(disabled=args.no_progress or args.json)
     ray_options = {"address": args.ray_address} if args.ray_address else None
     try:
-        result = archive(src, dest, settings, engine=args.engine, jobs=args.jobs,
-                         batch_size=args.batch_size, checksum=args.checksum,
-                         retry_failed=args.retry_failed, verify=args.verify,
-                         metrics=_metrics(args.metrics), progress=bar.update,
-                         ray_options=ray_options)
+        result = archive(
+            src,
+            dest,
+            settings,
+            engine=args.engine,
+            jobs=args.jobs,
+            batch_size=args.batch_size,
+            checksum=args.checksum,
+            retry_failed=args.retry_failed,
+            verify=args.verify,
+            metrics=_metrics(args.metrics),
+            progress=bar.update,
+            ray_options=ray_options,
+        )
     finally:
         bar.close()
     failed = result.counts.get("failed", 0)
@@ -176,19 +234,21 @@ def _summary(r: Any) -> str:
     p, s = r.progress, r.scan
     lines = [
         f"{r.dest}: {s.sources} sources ({s.new} new, {s.changed} changed, "
-        f"{s.pending} to encode)" + (f"; {r.cleaned} temporary files of a killed job removed"
-                                     if r.cleaned else ""),
+        f"{s.pending} to encode)"
+        + (f"; {r.cleaned} temporary files of a killed job removed" if r.cleaned else ""),
     ]
     if p.total:
         lines.append(
             f"  encoded {p.done}, failed {p.failed} in {p.elapsed:.1f} s "
             f"({p.items_per_s:.2f} items/s, {p.mb_in_per_s:.2f} MB/s in, "
-            f"{p.mb_out_per_s:.3f} MB/s out) on the {r.engine} engine")
+            f"{p.mb_out_per_s:.3f} MB/s out) on the {r.engine} engine"
+        )
     if r.verify is not None:
         v = r.verify
-        lines.append(f"  verified {v.verified} of {v.checked}"
-                     + (f"; {v.failed} failed verification (queued for re-encoding)"
-                        if v.failed else ""))
+        lines.append(
+            f"  verified {v.verified} of {v.checked}"
+            + (f"; {v.failed} failed verification (queued for re-encoding)" if v.failed else "")
+        )
         lines.extend(f"    {src}: {why}" for src, why in v.failures[:10])
     c = r.counts
     lines.append("  manifest: " + ", ".join(f"{n} {k}" for k, n in c.items() if n))
@@ -232,13 +292,27 @@ def _verify_only(dest: str, args: argparse.Namespace) -> int:
 
     bar = _Bar(disabled=args.no_progress or args.json, unit="file")
     try:
-        v = verify_archive(dest, metrics=_metrics(args.metrics), device=args.device,
-                           jobs=args.jobs, progress=bar.count)
+        v = verify_archive(
+            dest,
+            metrics=_metrics(args.metrics),
+            device=args.device,
+            jobs=args.jobs,
+            progress=bar.count,
+        )
     finally:
         bar.close()
     if args.json:
-        print(json.dumps({"checked": v.checked, "verified": v.verified,
-                          "failures": v.failures, "seconds": v.seconds}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "checked": v.checked,
+                    "verified": v.verified,
+                    "failures": v.failures,
+                    "seconds": v.seconds,
+                },
+                indent=2,
+            )
+        )
     else:
         print(f"{dest}: verified {v.verified} of {v.checked} in {v.seconds:.1f} s")
         for src, why in v.failures[:20]:
@@ -255,11 +329,22 @@ def _restore(dest: str, out: str, args: argparse.Namespace) -> int:
     finally:
         bar.close()
     if args.json:
-        print(json.dumps({"restored": r.restored, "kept": r.kept, "failures": r.failures,
-                          "seconds": r.seconds}, indent=2))
+        print(
+            json.dumps(
+                {
+                    "restored": r.restored,
+                    "kept": r.kept,
+                    "failures": r.failures,
+                    "seconds": r.seconds,
+                },
+                indent=2,
+            )
+        )
     else:
-        print(f"{out}: restored {r.restored}, kept {r.kept} already there, failed {r.failed} "
-              f"({r.seconds:.1f} s)")
+        print(
+            f"{out}: restored {r.restored}, kept {r.kept} already there, failed {r.failed} "
+            f"({r.seconds:.1f} s)"
+        )
         for src, why in r.failures[:20]:
             print(f"  {src}: {why}")
     return EXIT_SOME_FAILED if r.failed else 0
@@ -280,8 +365,10 @@ class _Bar:
             return
         if self.bar.total != p.total:
             self.bar.total = p.total
-        self.bar.set_postfix_str(f"in {p.mb_in_per_s:.2f} MB/s, out {p.mb_out_per_s:.3f} MB/s, "
-                                 f"{p.failed} failed", refresh=False)
+        self.bar.set_postfix_str(
+            f"in {p.mb_in_per_s:.2f} MB/s, out {p.mb_out_per_s:.3f} MB/s, {p.failed} failed",
+            refresh=False,
+        )
         self.bar.update(p.finished - self.bar.n)
 
     def count(self, done: int, total: int) -> None:
