@@ -91,6 +91,11 @@ def add_bad_inputs(root: Path) -> dict[str, str]:
     }
 
 
+def archive_cmd(*args: object) -> list[str]:
+    """The command line of ``onedc-media archive ARGS`` in a fresh interpreter."""
+    return [sys.executable, "-m", "onedc_media.cli.main", "archive", *map(str, args)]
+
+
 def rows(dest: Path) -> dict[str, sqlite3.Row]:
     with Manifest(Layout.at(dest).manifest, readonly=True) as m:
         return {r["source"]: r for r in m.items()}
@@ -260,15 +265,43 @@ def test_lossless_verify_compares_pixels(tmp_path, monkeypatch):
     archive(src, dest, EncodeSettings(codec="png"))
     import onedc_media.archive.verify as verify_mod
 
-    real = verify_mod.decode_output
+    real = verify_mod.decode_pictures
 
-    def off_by_one(data, **kw):
-        header, pictures = real(data, **kw)
-        return header, [np.clip(p.astype(int) + 1, 0, 255).astype(np.uint8) for p in pictures]
+    def off_by_one(header, packets, **kw):
+        for p in real(header, packets, **kw):
+            yield np.clip(p.astype(int) + 1, 0, 255).astype(np.uint8)
 
-    monkeypatch.setattr(verify_mod, "decode_output", off_by_one)
+    monkeypatch.setattr(verify_mod, "decode_pictures", off_by_one)
     v = verify_archive(dest)
     assert v.failed == 1 and "source pixels" in v.failures[0][1]
+
+
+def test_verify_isolates_an_undecodable_output_among_batched_ones(tmp_path):
+    """An output whose bytes match the manifest but do not decode fails alone; the
+    outputs decoded in the same sequence around it verify."""
+    import dataclasses
+
+    from onedc_media import container
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    good = make_tree(src, 6, sizes=((64, 64),))
+    archive(src, dest, JPEG)
+    victim = rows(dest)[good[2]]
+    path = dest / victim["output"]
+    with container.open(path) as inp:
+        header = dataclasses.replace(inp.streams[0], index=-1)
+    with container.open(path, "w") as out:
+        s = out.add_stream(header)
+        out.mux(container.Packet(s.index, b"\xff\xd8\xff\xe0 not a jpeg", pts=0, keyframe=True))
+    with sqlite3.connect(Layout.at(dest).manifest) as db:
+        db.execute(
+            "UPDATE items SET out_size = ?, out_sha256 = ? WHERE id = ?",
+            (path.stat().st_size, sha(path), victim["id"]),
+        )
+    v = verify_archive(dest)
+    assert [s for s, _ in v.failures] == [good[2]] and v.verified == 5
+    r = rows(dest)
+    assert r[good[2]]["status"] == "pending" and r[good[2]]["error"].startswith("verify: ")
 
 
 class _Crash(BaseException):
@@ -338,26 +371,8 @@ def test_sigkill_at_random_points_then_resume(tmp_path):
     good = make_tree(src, 160, sizes=((192, 256), (256, 192), (160, 160)))
     bad = add_bad_inputs(src)
     db_path = dest / STATE_DIR / "manifest.sqlite"
-    cmd = [
-        sys.executable,
-        "-m",
-        "onedc_media.cli.main",
-        "archive",
-        str(src),
-        str(dest),
-        "-c",
-        "jpeg",
-        "-q",
-        "85",
-        "--verify",
-        "--metrics",
-        "psnr",
-        "--batch-size",
-        "4",
-        "--jobs",
-        "2",
-        "--no-progress",
-    ]
+    cmd = archive_cmd(src, dest, "-c", "jpeg", "-q", "85", "--verify", "--metrics", "psnr",
+                      "--batch-size", "4", "--jobs", "2", "--no-progress")  # fmt: skip
     env = {**os.environ, **KILL_SCRIPT_ENV}
     rng = random.Random(8)
     committed: dict[str, tuple[str, float]] = {}
@@ -407,16 +422,7 @@ def test_second_job_on_the_same_archive_is_refused(tmp_path):
     make_tree(src, 1)
     with job_lock(Layout.at(dest)):
         code = subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "onedc_media.cli.main",
-                "archive",
-                str(src),
-                str(dest),
-                "-c",
-                "jpeg",
-            ],
+            archive_cmd(src, dest, "-c", "jpeg"),
             cwd=REPO,
             capture_output=True,
             text=True,
