@@ -73,7 +73,8 @@ class EncodeSettings:
     :param threads: intra-op threads of the codec (torch, OpenCV); ``None``: their
         defaults. Equal thread counts give equal bytes from learned codecs.
     :param max_image_bytes: larger image files fail without being read.
-    :param max_pixels: images with more pixels fail before being decoded.
+    :param max_pixels: images with more pixels fail before being decoded (so do images
+        above Pillow's decompression-bomb bound, about 179 Mpixels, whose headers it reads).
     """
 
     codec: str = "onedc"
@@ -178,8 +179,8 @@ def _header_size(data: bytes) -> tuple[int, int] | None:
             im = Image.open(io.BytesIO(data))
         with im:
             return im.size
-    except Image.DecompressionBombError:
-        return (1 << 31, 1 << 31)  # far beyond any limit: refuse
+    except Image.DecompressionBombError as exc:  # PIL's own bound (~179 Mpixels)
+        raise InvalidImageError(f"larger than the limit: {exc}") from None
     except (OSError, UnidentifiedImageError, ValueError):
         return None  # PIL does not know it; OpenCV may (it bounds sizes itself)
 

@@ -219,7 +219,7 @@ def scan(
                         res.resettled += 1
             if target == "pending" and s.kind == "image" and (changed or row["width"] is None):
                 probe.append((row["id"], path))
-        if target is not None and (target != status or target == "pending"):
+        if target is not None and (target != status or why is not None):
             changes.append((row["id"], target, why))
     if changes:
         manifest.set_status(changes)

@@ -102,10 +102,12 @@ def probe_size(path: str) -> tuple[int, int] | None:
             im = Image.open(fh)
         with im:
             w, h = im.size
-            try:
-                orientation = im.getexif().get(0x0112, 1)
-            except Exception:  # noqa: BLE001 - a bad EXIF block only loses the hint
-                orientation = 1
+            orientation = 1
+            if im.format in ("JPEG", "MPO"):  # EXIF in the header; PNG's would need a decode
+                try:
+                    orientation = im.getexif().get(0x0112, 1)
+                except Exception:  # noqa: BLE001 - a bad EXIF block only loses the hint
+                    pass
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     finally:
