@@ -9,6 +9,7 @@ and so deterministic. Directory symlinks are not followed (no cycles); file syml
 
 from __future__ import annotations
 
+import contextlib
 import os
 import stat
 from collections.abc import Callable, Iterator
@@ -104,10 +105,9 @@ def probe_size(path: str) -> tuple[int, int] | None:
             w, h = im.size
             orientation = 1
             if im.format in ("JPEG", "MPO"):  # EXIF in the header; PNG's would need a decode
-                try:
+                # a bad EXIF block only loses the hint
+                with contextlib.suppress(Exception):
                     orientation = im.getexif().get(0x0112, 1)
-                except Exception:  # noqa: BLE001 - a bad EXIF block only loses the hint
-                    pass
     except (OSError, UnidentifiedImageError, ValueError, Image.DecompressionBombError):
         return None
     finally:
