@@ -7,8 +7,9 @@
              + alpha * CE(aux head, VQ tokens)
 
   ``bpp`` is the y estimate (-log2 likelihood) plus the exact z bits; rate points ``q``
-  are sampled per example and ``lambda_q`` comes from the model config. With all pixel
-  weights at 0 the VAE decoder is skipped (cheap latent-space training).
+  are sampled per example and ``lambda_q`` comes from the model config; ``rate_warmup``
+  ramps the rate term in linearly over that many steps. With all pixel weights at 0 the
+  VAE decoder is skipped (cheap latent-space training).
 * ``teacher`` and ``stage2`` live in :mod:`onedc_media.train.distill`.
 """
 
@@ -118,7 +119,8 @@ def _load_or_fit_tokenizer(cfg: TrainConfig, model: torch.nn.Module, device: tor
 
 
 def _stage1(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> StageStep:
-    w = {"l1": 1.0, "mse": 0.0, "msssim": 0.0, "latent_l1": 0.0, "ce": 0.05, "rate_scale": 1.0, **cfg.loss}
+    w = {"l1": 1.0, "mse": 0.0, "msssim": 0.0, "latent_l1": 0.0, "ce": 0.05, "rate_scale": 1.0,
+         "rate_warmup": 0, **cfg.loss}
     pixels = any(w[k] for k in ("l1", "mse", "msssim"))
     prefixes = cfg.train_modules or DEFAULT_TRAIN_MODULES["stage1"]
     if not pixels:
@@ -136,7 +138,10 @@ def _stage1(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> S
         out = model(x, q, with_aux=tokenizer is not None, decode_pixels=pixels)
         hw = x.shape[-1] * x.shape[-2]
         bpp = (out.y_bits + out.z_bits) / hw
-        total = lambdas[q] * w["rate_scale"] * bpp
+        # The rate term ramps up over `rate_warmup` steps: reconstruction is learnt first,
+        # instead of the rate collapsing while the decoder is still poor.
+        ramp = min(1.0, (step + 1) / w["rate_warmup"]) if w["rate_warmup"] else 1.0
+        total = lambdas[q] * (w["rate_scale"] * ramp) * bpp
         parts: dict[str, float] = {"bpp": float(bpp.detach().mean())}
         if pixels:
             d, dparts = distortion(out.x_hat, x, l1=w["l1"], mse=w["mse"], msssim=w["msssim"])

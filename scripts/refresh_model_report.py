@@ -1,0 +1,150 @@
+#!/usr/bin/env python3
+"""Measure the embedded model against the classic codecs and refresh what shows it.
+
+Runs ``onedc-media eval`` on held-out photos (default ``data/corpus/test``, built by
+``scripts/build_corpus.py``; never used for training), then
+
+* copies the RD plots and the visual sheet to ``docs/images/``,
+* rewrites the RD section of the model card (between ``<!-- rd:begin -->`` and
+  ``<!-- rd:end -->``): OneDC's points, each classic codec's quality at the same bpp
+  (interpolated in log-rate on its measured curve) and the BD-rates.
+
+Classic-codec rows are reused from earlier runs; OneDC rows are re-measured whenever the
+embedded weights change (their SHA-256 is recorded next to the results).
+
+    python scripts/refresh_model_report.py [--images DIR] [--out reports/onedc-tiny]
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+CLASSIC = ("jpeg", "webp", "avif", "hevc-intra")
+
+
+def model_sha(model: str) -> str:
+    from onedc_media.model.engine import _sha256_file
+    from onedc_media.model.loading import embedded_model_dir
+
+    d = Path(model) if Path(model).is_dir() else embedded_model_dir(model)
+    return _sha256_file(d / "model.safetensors") + _sha256_file(d / "parsing.safetensors")
+
+
+def drop_stale_onedc_rows(out: Path, sha: str) -> None:
+    stamp = out / "onedc-weights.sha256"
+    results = out / "results.csv"
+    if stamp.exists() and stamp.read_text().strip() == sha:
+        return
+    if results.exists():
+        with open(results, newline="") as fh:
+            rows = list(csv.DictReader(fh))
+            fields = list(rows[0]) if rows else []
+        keep = [r for r in rows if r["codec"] != "onedc"]
+        with open(results, "w", newline="") as fh:
+            w = csv.DictWriter(fh, fieldnames=fields)
+            w.writeheader()
+            w.writerows(keep)
+    out.mkdir(parents=True, exist_ok=True)
+    stamp.write_text(sha + "\n")
+
+
+def interp_at(curve: list[dict], bpp: float, key: str) -> float | None:
+    """Quality of a codec at ``bpp`` by linear interpolation in log-rate (None outside)."""
+    pts = sorted((p["bpp"], p[key]) for p in curve if p.get(key) is not None and p["bpp"] > 0)
+    if not pts or bpp < pts[0][0] or bpp > pts[-1][0]:
+        return None
+    xs = np.log([p[0] for p in pts])
+    ys = [p[1] for p in pts]
+    return float(np.interp(math.log(bpp), xs, ys))
+
+
+def rd_markdown(summary: dict, images: str) -> str:
+    curves = summary["curves"]
+    onedc = sorted(curves.get("onedc", []), key=lambda p: p["bpp"])
+    lines = [
+        f"Measured with `onedc-media eval {images}` on {len(summary['images'])} held-out photos "
+        "(never used in training). bpp = bytes of the codec's packet x 8 / pixels (its own "
+        "headers included); `.odc bpp` counts a whole single-picture `.odc` file. Classic codecs "
+        "are interpolated (log-rate) to OneDC's bpp on their measured curves; `-` = that codec "
+        "cannot reach the rate.",
+        "",
+        "| rate point | bpp | .odc bpp | PSNR | MS-SSIM | JPEG PSNR / MS-SSIM | WebP | AVIF |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for p in onedc:
+        cells = []
+        for codec in ("jpeg", "webp", "avif"):
+            ps = interp_at(curves.get(codec, []), p["bpp"], "psnr_rgb")
+            ms = interp_at(curves.get(codec, []), p["bpp"], "ms_ssim")
+            cells.append("-" if ps is None else f"{ps:.2f} / {ms:.4f}")
+        lines.append(
+            f"| q{p['quality']} | {p['bpp']:.4f} | {p['odc_bpp']:.4f} | {p['psnr_rgb']:.2f} | "
+            f"{p['ms_ssim']:.4f} | {' | '.join(cells)} |"
+        )
+    lines += ["", "Classic codecs on the same photos:", "",
+              "| codec | quality | bpp | PSNR | MS-SSIM |", "| --- | --- | --- | --- | --- |"]
+    for codec in CLASSIC:
+        for p in sorted(curves.get(codec, []), key=lambda p: p["bpp"]):
+            if p["bpp"] <= 0.6:
+                lines.append(f"| {codec} | {p['quality']} | {p['bpp']:.4f} | {p['psnr_rgb']:.2f} | "
+                             f"{p['ms_ssim']:.4f} |")
+    bd = summary.get("bd", {})
+    if bd:
+        lines += ["", f"BD-rate against {summary.get('anchor')} (negative = fewer bits for the same "
+                  "quality, over the overlapping range):", "",
+                  "| codec | PSNR | PSNR-Y | MS-SSIM (dB) |", "| --- | --- | --- | --- |"]
+        for codec, row in bd.items():
+            def f(v):
+                return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.1f} %"
+            lines.append(f"| {codec} | {f(row.get('psnr_rgb'))} | {f(row.get('psnr_y'))} | "
+                         f"{f(row.get('ms_ssim_db'))} |")
+    lines += ["", "![RD curves](../../../docs/images/rd-onedc-tiny.png)"]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--images", default="data/corpus/test")
+    ap.add_argument("--out", default="reports/onedc-tiny")
+    ap.add_argument("--model", default="onedc-tiny")
+    ap.add_argument("--card", default="onedc_media/weights/onedc-tiny/MODEL_CARD.md")
+    args = ap.parse_args(argv)
+    out = Path(args.out)
+    drop_stale_onedc_rows(out, model_sha(args.model))
+    cmd = [sys.executable, "-m", "onedc_media.cli.main", "eval", args.images, "-o", str(out),
+           "--codecs", "onedc," + ",".join(CLASSIC), "--quiet"]
+    if args.model != "onedc-tiny":
+        cmd += ["--opt", f"onedc:model={args.model}"]
+    subprocess.run(cmd, check=True)
+    summary = json.loads((out / "summary.json").read_text())
+    images_dir = REPO / "docs" / "images"
+    images_dir.mkdir(parents=True, exist_ok=True)
+    shutil.copy(out / "rd.png", images_dir / "rd-onedc-tiny.png")
+    if (out / "sheet.png").exists():
+        shutil.copy(out / "sheet.png", images_dir / "sheet-onedc-tiny.png")
+    card = Path(args.card)
+    text = card.read_text() if card.exists() else ""
+    block = "<!-- rd:begin -->\n" + rd_markdown(summary, args.images) + "\n<!-- rd:end -->"
+    if "<!-- rd:begin -->" in text:
+        head, _, rest = text.partition("<!-- rd:begin -->")
+        _, _, tail = rest.partition("<!-- rd:end -->")
+        text = head + block + tail
+    else:
+        text = text.rstrip() + "\n\n## Rate-distortion\n\n" + block + "\n"
+    card.write_text(text)
+    print(f"updated {card}, docs/images/rd-onedc-tiny.png; results in {out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
