@@ -84,6 +84,20 @@ def test_golden_bitstreams(engine, chelsea):
         torch.set_num_threads(threads)
 
 
+def test_symbols_do_not_depend_on_synthesis_dtype():
+    """A bfloat16 synthesis engine parses the golden packets to the same symbols."""
+    from onedc_media.model.engine import OneDCEngine
+
+    expected = json.loads((GOLDEN / "expected.json").read_text())
+    eng = OneDCEngine.from_pretrained("onedc-tiny", dtype=torch.bfloat16)
+    if expected["parsing_sha256"] != eng.ref.parsing_sha256:
+        pytest.fail("golden bitstreams are stale: regenerate with GENERATE_EXPECTED=1")
+    payload = (GOLDEN / "chelsea_q6.bin").read_bytes()
+    dec = eng.entropy_decode(payload, keep_symbols=True)
+    assert symbol_hash(dec) == expected["cases"]["chelsea_q6"]["symbols"]
+    assert eng.synthesize([dec])[0].shape == (200, 301, 3)
+
+
 def test_symbols_do_not_depend_on_float_weights(engine, chelsea):
     """Noise in the synthesis/analysis floats never reaches the parsing path."""
     payload = (GOLDEN / "chelsea_q1.bin").read_bytes()
