@@ -8,7 +8,7 @@
 # huggingface-hub but not diffusers, constriction, google-crc32c (nor importlib-metadata
 # 10, which diffusers wants). Carry them as wheels:
 #
-#   here, once (needs the network):    benchmarks/gpu_check.sh prepare      # -> .whl/ (~4 MB)
+#   here, once (needs the network):    benchmarks/gpu_check.sh prepare      # -> .whl/ (~7 MB)
 #   on the device (the `run` tool):    command: "bash benchmarks/gpu_check.sh"
 #                                      carry:   [".whl"], timeout_s: 560
 #

@@ -50,6 +50,9 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
                    default=None, help="run the pipelined decoder on the engine's NCHW networks "
                    "(default on CPU: an NHWC replica, faster with oneDNN)")
+    p.add_argument("--compile", action="store_true",
+                   help="pipelined: fixed-shape compilation (CPU: frozen TorchScript traces; CUDA: "
+                   "torch.compile); its one-time cost is reported, not timed")
     p.add_argument("--quality", "-q", type=int, default=3, help="rate point 1..N of the packets (default 3)")
     p.add_argument("--image", "-i", action="append", default=[], metavar="FILE",
                    help="photo to pan over (repeatable); default: the test photos, else synthetic")
@@ -93,7 +96,7 @@ def _run(args: argparse.Namespace) -> object:
     return bench_decode(
         engine, packets, batch_size=args.batch, entropy_threads=args.entropy_threads,
         queue_depth=args.queue_depth, precision=args.precision,
-        channels_last=args.channels_last, subjects=subjects,
+        channels_last=args.channels_last, compile=args.compile, subjects=subjects,
         repeats=args.repeats, warmup=args.warmup,
         title=f"decode: {len(packets)} frames {w}x{h} {engine.ref.name} q{args.quality}",
     )

@@ -13,7 +13,9 @@ ways in one run, interleaved (every repeat runs every subject once, round robin)
     synthesis, bounded queues), with the same ``B``.
 
 Rows per subject: ``decode`` (wall time; frames/s and ``speedup`` over sequential),
-then the stages ``entropy``, ``synthesis`` and on CUDA ``copies``. For ``pipelined``
+then the stages ``entropy``, ``synthesis`` and on CUDA ``copies``; on the decode rows of
+``batched`` and ``pipelined``, the agreement of their frames with sequential decoding
+(min PSNR, max |difference|, first 8 frames, untimed). For ``pipelined``
 the stage rows are busy times summed over the stage's threads: they overlap, so they add
 up to more than ``decode``. Peak memory per subject: RSS (the peak is reset before each
 call where Linux allows, ``/proc/self/clear_refs``) and CUDA max allocated.
@@ -123,6 +125,27 @@ def _cuda_devices(engine: Any) -> list[Any]:
     return [dev] if dev.startswith("cuda") else []
 
 
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
+
+
+def _agreement(engine: Any, runtime: Any, packets: Sequence[bytes], b: int) -> dict[str, dict[str, Any]]:
+    """Frames of the batched and pipelined subjects against sequential decoding (untimed):
+    min PSNR (dB, ``inf`` when identical) and max |difference| over *packets*."""
+    reference = [engine.decompress([p])[0] for p in packets]
+    got = {
+        "batched": engine.synthesize([engine.entropy_decode(p) for p in packets], batch_size=b),
+        "pipelined": list(runtime.decode(packets)),
+    }
+    out = {}
+    for name, frames in got.items():
+        ps = min(_psnr(x, r) for x, r in zip(frames, reference))
+        diff = max(int(np.abs(x.astype(int) - r.astype(int)).max()) for x, r in zip(frames, reference))
+        out[name] = {"psnr_vs_seq": "inf" if math.isinf(ps) else round(ps, 1), "maxdiff_vs_seq": diff}
+    return out
+
+
 def bench_decode(
     engine: Any,
     packets: Sequence[bytes],
@@ -132,6 +155,7 @@ def bench_decode(
     queue_depth: int | None = None,
     precision: str = "fp32",
     channels_last: bool | None = None,
+    compile: bool = False,
     subjects: Sequence[str] = SUBJECTS,
     repeats: int = 5,
     warmup: int = 1,
@@ -150,15 +174,20 @@ def bench_decode(
     cuda = _cuda_devices(engine)
     runtime = SequenceDecoder(engine, batch_size=batch_size, entropy_threads=entropy_threads,
                               queue_depth=queue_depth, precision=precision,
-                              channels_last=channels_last)
+                              channels_last=channels_last, compile=compile)
     first = engine.entropy_decode(packets[0])
-    if batch_size == "auto":  # the runtime's choice for this shape, so "batched" is comparable
-        synth = runtime.synthesizers[0]
-        if cuda:  # measured on the first batch of a shape
-            list(runtime.decode(packets[:1]))
-        b = synth.max_batch(first)
-    else:
-        b = int(batch_size)
+    # one untimed run through the runtime: CUDA measures the batch size of this shape on
+    # its first batch, compile traces it; both are one-time costs, reported apart
+    t0 = time.perf_counter()
+    for _ in runtime.decode(packets[:1]):
+        pass
+    once_s = time.perf_counter() - t0
+    compile_s = runtime.last_stats.compile_s if runtime.last_stats else 0.0
+    b = runtime.synthesizers[0].max_batch(first) if batch_size == "auto" else int(batch_size)
+    if b > 1:
+        for _ in runtime.decode(packets[:b]):  # and the full batch shape
+            pass
+        compile_s += runtime.last_stats.compile_s if runtime.last_stats else 0.0
     pixels = first.height * first.width * len(packets)
 
     def sync() -> None:
@@ -216,6 +245,7 @@ def bench_decode(
     engine.synthesize([first] * min(b, len(packets)), batch_size=b)
     sync()
     times = interleaved({s: measured(s) for s in subjects}, repeats=repeats, warmup=warmup)
+    agreement = _agreement(engine, runtime, packets[:8], b)
 
     settings = {
         "frames": len(packets),
@@ -227,6 +257,9 @@ def bench_decode(
         "queue_depth": runtime.queue_depth,
         "precision": precision,
         "channels_last": channels_last,
+        "compile": compile,
+        "runtime_first_call_s": round(once_s, 3),
+        "compile_s_once": round(compile_s, 3),
         "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "KMP_"))},
         "torch_threads": torch.get_num_threads(),
         "cpus": os.cpu_count(),
@@ -238,8 +271,9 @@ def bench_decode(
     title = title or f"decode: {len(packets)} frames"
     layout = "nhwc" if getattr(runtime.synthesizers[0].engine, "model", None) is not getattr(
         engine, "model", None) else "engine's"
+    compiled = f", compiled (once: {compile_s:.1f} s, untimed)" if compile else ""
     title += (f" on {settings['device']}, batch {b}, {runtime.entropy_threads} entropy thread(s), "
-              f"runtime layout {layout}, "
+              f"runtime layout {layout}{compiled}, "
               f"median of {repeats} (pipelined stage rows: busy time summed over threads)")
     result = BenchResult(title, settings=settings)
     seq_median = None
@@ -257,6 +291,10 @@ def bench_decode(
             extra["batch"] = b
         if cuda:
             extra["cuda_max_alloc_mb"] = round(max(cuda_peaks[s][warmup:] or cuda_peaks[s]), 1)
+        if s in agreement:
+            extra.update(agreement[s])
+        if s == "pipelined" and compile:
+            extra["compile_s_once"] = round(compile_s, 2)
         if s == "pipelined" and log:
             extra["batches"] = statistics.median(e["batches"] for e in log)
             extra["caller_wait_s"] = round(statistics.median(e["wait"] for e in log), 3)

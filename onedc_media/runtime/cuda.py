@@ -33,7 +33,6 @@ many frames as half the free device memory allows (at most ``GPU_MAX_BATCH``).
 
 from __future__ import annotations
 
-import copy
 import logging
 import threading
 import time
@@ -44,6 +43,7 @@ from typing import Any
 import numpy as np
 
 from onedc_media.errors import CodecOptionError
+from onedc_media.runtime.compiled import with_synthesize
 from onedc_media.runtime.decoder import GPU_MAX_BATCH, MEMORY_SHARE
 
 __all__ = ["CudaSynthesizer", "GraphedFunction"]
@@ -119,21 +119,10 @@ class GraphedFunction:
         return graph, sy, sz, out
 
 
-class _ModelView:
-    """The engine's model with ``synthesize`` replaced (compiled or graphed); every
-    other attribute is the model's own."""
-
-    def __init__(self, model: Any, synthesize: Callable[..., Any]) -> None:
-        self._model = model
-        self.synthesize = synthesize
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self._model, name)
-
-
 class _Handle:
     __slots__ = (
         "base_bytes",
+        "ev_c0",
         "ev_d2h",
         "ev_done",
         "ev_h2d",
@@ -212,9 +201,7 @@ class CudaSynthesizer:
             self.compiled = True
         else:
             fn = GraphedFunction(eager, self.dev)
-        view = copy.copy(engine)  # shares weights, parsing and settings
-        view.model = _ModelView(model, fn)
-        return view
+        return with_synthesize(engine, fn)
 
     # -- batching ------------------------------------------------------------------
     def max_batch(self, item: Any) -> int:
@@ -272,8 +259,8 @@ class CudaSynthesizer:
                     torch.cuda.synchronize(self.dev)
                     torch.cuda.reset_peak_memory_stats(self.dev)
                     h.base_bytes = torch.cuda.memory_allocated(self.dev)
-                h.ev_start, h.ev_h2d, h.ev_done, h.ev_d2h = (
-                    torch.cuda.Event(enable_timing=True) for _ in range(4))
+                h.ev_start, h.ev_h2d, h.ev_c0, h.ev_done, h.ev_d2h = (
+                    torch.cuda.Event(enable_timing=True) for _ in range(5))
                 with torch.cuda.stream(self.copy_stream):
                     h.ev_start.record()
                     y = y_host.to(self.dev, non_blocking=True)
@@ -281,6 +268,7 @@ class CudaSynthesizer:
                     h.ev_h2d.record()
                 self.compute_stream.wait_event(h.ev_h2d)
                 with torch.cuda.stream(self.compute_stream), torch.no_grad():
+                    h.ev_c0.record()  # compute starts (after the upload, and the previous batch)
                     y.record_stream(self.compute_stream)
                     z.record_stream(self.compute_stream)
                     e = self.engine
@@ -320,10 +308,11 @@ class CudaSynthesizer:
             h.ev_d2h.synchronize()
             t0 = time.perf_counter()
             out = h.out_host.numpy()
-            frames = [np.ascontiguousarray(out[j, :hh, :ww]) for j, (hh, ww) in enumerate(h.sizes)]
+            # copies: the pinned buffer is reused by a later batch
+            frames = [out[j, :hh, :ww].copy() for j, (hh, ww) in enumerate(h.sizes)]
             host_copy = time.perf_counter() - t0
             times = {
-                "synthesis": h.ev_h2d.elapsed_time(h.ev_done) / 1e3,
+                "synthesis": h.ev_c0.elapsed_time(h.ev_done) / 1e3,
                 "copies": (h.ev_start.elapsed_time(h.ev_h2d) + h.ev_done.elapsed_time(h.ev_d2h)) / 1e3
                 + host_copy,
             }

@@ -27,11 +27,19 @@ One :meth:`SequenceDecoder.decode` call runs this pipeline::
   as the source returns (``PacketFeed.close()`` does that).
 
 The synthesis of a batch is the engine's own (:meth:`OneDCEngine.synthesize` on CPU, the
-same networks on CUDA streams in :mod:`onedc_media.runtime.cuda`), so on CPU in float32
-the pipelined output equals ``engine.synthesize(items, batch_size=b)`` for the same
-batches; against per-frame decoding only the float noise of batching remains (kernels
-pick other blockings for other batch sizes: at most a few levels of 255, measured in
-``tests/test_runtime.py``). Entropy decoding is exact everywhere.
+same networks on CUDA streams in :mod:`onedc_media.runtime.cuda`). On CPU it runs by
+default on a replica of the float networks in ``channels_last`` memory format (oneDNN's
+NHWC convolutions: 1.18x at 512x512), and batches are sized by picture area
+(:data:`CPU_BATCH_PIXELS`). So against per-frame decoding only float noise remains
+(layout and batch size change kernel blockings: at most 1 level of 255 measured, 2
+allowed in ``tests/test_runtime.py``); with ``channels_last=False`` and batches of 1
+the frames are bit-identical. Entropy decoding is exact everywhere.
+
+CPU threads: torch's OpenMP pool is per calling thread, so the synthesis worker and the
+entropy threads each bring their own. On a machine shared with other CPU-heavy work,
+libgomp's default spin-waiting can make a lone OpenMP team several times slower; a
+second team (as this runtime creates) switches libgomp to throttled spinning. Compare
+timings with ``GOMP_SPINCOUNT`` set (``onedc-media bench decode --help``).
 """
 
 from __future__ import annotations
@@ -169,15 +177,25 @@ class CpuSynthesizer:
     oneDNN's faster NHWC convolutions: 1.18x on ``onedc-tiny`` at 512x512, pixels
     within 1 level of NCHW.
 
-    :param precision: ``"fp32"`` (default) or ``"bf16"`` (CPU autocast; slower on most
-        CPUs without AMX, and less exact).
+    :param precision: ``"fp32"`` (default) or ``"bf16"`` (CPU autocast: faster on CPUs
+        with bf16 instructions, less exact).
+    :param compile: run the networks as frozen TorchScript traces, one per input shape
+        (:class:`~onedc_media.runtime.compiled.FrozenFunction`; fp32 only): a one-time
+        trace per shape, then faster batches.
     """
 
     depth = 1
 
-    def __init__(self, engine: Any, batch_size: int | str = "auto", precision: str = "fp32") -> None:
+    def __init__(self, engine: Any, batch_size: int | str = "auto", precision: str = "fp32",
+                 compile: bool = False) -> None:
         if precision not in ("fp32", "bf16"):
             raise CodecOptionError(f"precision {precision!r} is not available on CPU (fp32 or bf16)")
+        self.frozen = None
+        if compile and hasattr(engine, "model"):
+            from onedc_media.runtime.compiled import frozen_synthesize, with_synthesize
+
+            self.frozen = frozen_synthesize(engine)
+            engine = with_synthesize(engine, self.frozen)
         self.engine = engine
         self.batch_size = batch_size
         self.precision = precision
@@ -196,6 +214,7 @@ class CpuSynthesizer:
 
     def submit(self, items: Sequence[Any]) -> tuple[list[np.ndarray], dict[str, float]]:
         t0 = time.perf_counter()
+        traced = self.frozen.trace_s if self.frozen is not None else 0.0
         if self.precision == "bf16":
             import torch
 
@@ -203,7 +222,8 @@ class CpuSynthesizer:
                 frames = self.engine.synthesize(list(items), batch_size=len(items))
         else:
             frames = self.engine.synthesize(list(items), batch_size=len(items))
-        return frames, {"synthesis": time.perf_counter() - t0}
+        compile_s = (self.frozen.trace_s - traced) if self.frozen is not None else 0.0
+        return frames, {"synthesis": time.perf_counter() - t0 - compile_s, "compile": compile_s}
 
     def collect(self, handle: Any) -> tuple[list[np.ndarray], dict[str, float]]:
         return handle
@@ -226,6 +246,7 @@ class DecodeStats:
     entropy_s: float = 0.0  #: entropy decoding, summed over the pool's threads
     synthesis_s: float = 0.0  #: synthesis (on CPU including the small host copies)
     copy_s: float = 0.0  #: CUDA: host<->device copies (event-timed, on the copy stream)
+    compile_s: float = 0.0  #: one-time tracing / compiling for new shapes (``compile``)
     wait_s: float = 0.0  #: the caller waiting for its next frame
     wall_s: float = 0.0
     max_in_flight: int = 0  #: most frames between "packet read" and "frame yielded"
@@ -246,7 +267,8 @@ class DecodeStats:
             f"{self.frames} frames in {self.wall_s:.2f} s ({self.frames_per_s:.2f} frames/s) on "
             f"{', '.join(self.devices)}; batches {self.batches} (mean {mean_b:.1f}); busy s: "
             f"read {self.read_s:.2f}, entropy {self.entropy_s:.2f} ({self.entropy_threads} "
-            f"threads), synthesis {self.synthesis_s:.2f}, copies {self.copy_s:.2f}; caller "
+            f"threads), synthesis {self.synthesis_s:.2f}, copies {self.copy_s:.2f}, compile "
+            f"{self.compile_s:.2f}; caller "
             f"waited {self.wait_s:.2f}; max in flight {self.max_in_flight}"
         )
 
@@ -486,6 +508,7 @@ class _Run:
             self.stats.batch_sizes.append(len(batch))
             self.stats.synthesis_s += times.get("synthesis", 0.0)
             self.stats.copy_s += times.get("copies", 0.0)
+            self.stats.compile_s += times.get("compile", 0.0)
             self.cond.notify_all()
 
     def _fail(self, batch: list[_Entry], exc: BaseException) -> None:
@@ -649,7 +672,8 @@ class SequenceDecoder:
         channels_last: run synthesis on a replica of the float networks in NHWC memory
             format (default: on CPU, where oneDNN is faster with it; costs one copy of
             the float weights, cached per engine). Pixels move by at most 1 level.
-        compile: ``torch.compile`` the synthesis networks (CUDA; one compile per shape).
+        compile: fixed-shape compilation of the synthesis networks, one per input shape:
+            ``torch.compile`` on CUDA, frozen TorchScript traces on CPU (fp32).
         cuda_graphs: replay CUDA graphs for repeated batch shapes (CUDA).
     """
 
@@ -668,6 +692,10 @@ class SequenceDecoder:
         self.synthesizers: list[Synthesizer] = []
         for dev in devices:
             if dev.startswith("cuda"):
+                import torch
+
+                if not torch.cuda.is_available():
+                    raise CodecOptionError(f"device {dev!r} requested but CUDA is not available")
                 from onedc_media.runtime.cuda import CudaSynthesizer
 
                 self.synthesizers.append(CudaSynthesizer(
@@ -675,11 +703,13 @@ class SequenceDecoder:
                     batch_size=batch_size, precision=precision,
                     compile=compile, cuda_graphs=cuda_graphs))
             else:
-                if compile or cuda_graphs:
-                    raise CodecOptionError("compile and cuda_graphs need a CUDA device")
+                if cuda_graphs:
+                    raise CodecOptionError("cuda_graphs needs a CUDA device")
+                if compile and precision != "fp32":
+                    raise CodecOptionError("compile on CPU runs fp32 only")
                 cl = channels_last is None or channels_last
-                self.synthesizers.append(
-                    CpuSynthesizer(engine_on(engine, dev, channels_last=cl), batch_size, precision))
+                self.synthesizers.append(CpuSynthesizer(
+                    engine_on(engine, dev, channels_last=cl), batch_size, precision, compile))
         if entropy_threads is None:
             entropy_threads = _default_entropy_threads(devices)
         if entropy_threads < 1:
