@@ -11,6 +11,7 @@ import subprocess
 import sys
 import threading
 import tracemalloc
+import zlib
 from fractions import Fraction
 from pathlib import Path
 
@@ -27,6 +28,7 @@ from onedc_media.container import (
     Packet,
     StreamHeader,
 )
+from onedc_media.container import bodies
 from onedc_media.errors import (
     ChecksumError,
     LimitExceededError,
@@ -600,6 +602,70 @@ def test_huge_declared_lengths_allocate_nothing(pipe):
     finally:
         tracemalloc.stop()
     assert peak < (2 << 20)
+
+
+class _ZerosInside(io.RawIOBase):
+    """A pipe over *head*, then *zeros* zero bytes made on demand, then *tail*: a large
+    chunk that never sits in this process's memory as a whole."""
+
+    def __init__(self, head: bytes, zeros: int, tail: bytes) -> None:
+        self._parts = [head, zeros, tail]
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b) -> int:
+        while self._parts:
+            part = self._parts[0]
+            if isinstance(part, int):
+                n = min(len(b), part, 1 << 16)
+                b[:n] = bytes(n)
+                self._parts[0] = part - n
+            else:
+                n = min(len(b), len(part))
+                b[:n] = part[:n]
+                self._parts[0] = part[n:]
+            if n:
+                return n
+            self._parts.pop(0)
+        return 0
+
+
+def _with_big_ancillary(size: int, damaged: bool = False) -> tuple[bytes, bytes, list[Packet]]:
+    """(bytes before the body, bytes after it, packets): packet 0, an unknown ancillary
+    chunk with a *size*-byte zero body, a sync point, packets 1 to 3, no index."""
+    packets = [Packet(0, bytes([i]) * 5, pts=i, keyframe=True) for i in range(4)]
+    head = write(packets[:1], write_index=False)[:-28]  # without OEND
+    crc = zlib.crc32(b"junk")
+    block = bytes(1 << 20)
+    for _ in range(size >> 20):
+        crc = zlib.crc32(block, crc)
+    crc = zlib.crc32(bytes(size & ((1 << 20) - 1)), crc) ^ damaged
+    sync_at = len(head) + 12 + size
+    sync = golden.chunk(b"sync", bodies.SYNC_MARKER + struct.pack(">QQ", sync_at, 1))
+    rest = b"".join(golden.chunk(b"PCKT", bodies.encode_packet_header(p) + p.data) for p in packets[1:])
+    end = golden.chunk(b"OEND", struct.pack(">QQ", 0, len(packets)))
+    return head + struct.pack(">I", size) + b"junk", struct.pack(">I", crc) + sync + rest + end, packets
+
+
+@pytest.mark.parametrize("damaged", [False, True])
+def test_skipped_chunk_on_a_pipe_is_not_kept(damaged):
+    # The reader keeps the bytes of the chunk it reads on a pipe, to search inside it
+    # after damage, but never those of a body it skips: a hostile 48 MiB ancillary
+    # chunk costs no more memory than a small one.
+    head, tail, packets = _with_big_ancillary(48 << 20, damaged)
+    tracemalloc.start()
+    try:
+        with container.open(_ZerosInside(head, 48 << 20, tail)) as inp:
+            got = list(inp.demux(on_damage="resync"))
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < (6 << 20)
+    if damaged:  # searched forward from the end of the bad chunk: the sync after it
+        assert got == packets and "bad CRC in the junk chunk" in inp.damage
+    else:
+        assert got == packets and inp.damage is None
 
 
 def test_limits():

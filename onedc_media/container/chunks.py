@@ -123,7 +123,10 @@ def read_chunk(
 
     The body of a chunk for which *keep* returns false is streamed through the CRC in
     pieces and dropped (``body`` is then ``b""``); by default every body is kept. Only
-    kept bodies are held in memory, so only they are bounded by *limits*.
+    kept bodies are held in memory, so only they are bounded by *limits*. Streaming a
+    dropped body ends any recording *src* was doing (:meth:`Source.unmark`), so after
+    damage inside such a chunk a pipe can only be searched forward from where reading
+    stopped.
 
     :raises TruncatedError: the data ends inside the chunk.
     :raises LimitExceededError: the declared length is above *limits*.
@@ -157,7 +160,8 @@ def read_chunk(
         body = src.read(length)
         crc = crc_of(ctype, body)
         complete = len(body) == length
-    else:  # stream it through the CRC without holding it
+    else:  # stream it through the CRC without holding it (nor letting src record it)
+        src.unmark()
         body = b""
         crc = zlib.crc32(ctype)
         todo = length

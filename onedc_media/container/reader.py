@@ -218,7 +218,8 @@ class InputContainer:
                     raise
                 if on_damage == "stop":
                     return
-                found = self._resync(pos + 1)
+                # forward only: a pipe cannot go back into a skipped chunk's body
+                found = self._resync(max(pos + 1, src.earliest))
                 if found is None:
                     return
                 pos, count = found, None

@@ -8,7 +8,10 @@ that really arrived.
 A pipe cannot seek, but the reader needs to step back after damage (to look for the next
 sync point inside a chunk that turned out to be bad). :meth:`Source.mark` starts keeping
 references to what is read; :meth:`Source.seek` can then return to any position since
-the mark, on a pipe too.
+the mark, on a pipe too. :meth:`Source.unmark` stops that again: the reader calls it
+before streaming the body of a chunk it skips, so a skipped chunk never costs memory
+(on a pipe, the search after damage inside such a chunk then starts where reading
+stopped: :attr:`Source.earliest`).
 """
 
 from __future__ import annotations
@@ -54,6 +57,17 @@ class Source:
         if not self.seekable:
             self._record = []
             self._record_start = self.pos
+
+    def unmark(self) -> None:
+        """Stop remembering bytes; seeking back on a pipe is then impossible."""
+        self._record = None
+
+    @property
+    def earliest(self) -> int:
+        """The lowest position :meth:`seek` can return to."""
+        if self.seekable:
+            return 0
+        return self.pos if self._record is None else self._record_start
 
     def read(self, n: int) -> bytes:
         """Read up to *n* bytes; fewer only at the end of the data."""
