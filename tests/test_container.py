@@ -27,8 +27,8 @@ from onedc_media.container import (
     Limits,
     Packet,
     StreamHeader,
+    bodies,
 )
-from onedc_media.container import bodies
 from onedc_media.errors import (
     ChecksumError,
     LimitExceededError,
@@ -442,6 +442,63 @@ def test_read_packet_at_checks_the_entry():
                 inp.read_packet_at(bad)
 
 
+def _with_index(data: bytes, entries: list[IndexEntry]) -> bytes:
+    """*data* (written without an index) with a hand-made trailing index: intact CRC,
+    valid offsets, whatever they point at."""
+    body = bodies.uvarint(len(entries))
+    prev = 0
+    for e in entries:
+        body += bodies.encode_index_entry(e, prev)
+        prev = e.offset
+    head = data[:-28]
+    end = bodies.encode_end(len(head), int.from_bytes(data[-16:-4], "big") & ((1 << 64) - 1))
+    return head + golden.chunk(b"indx", body) + golden.chunk(b"OEND", end)
+
+
+def test_index_pointing_into_a_payload_is_damage():
+    # A packet whose payload is a whole .odc file holds a valid PCKT chunk; an index
+    # entry pointing at it passes the CRC and the entry checks, but that packet is not
+    # in the file: seeking must not hand it out.
+    inner = write([Packet(0, b"EVIL", pts=10, keyframe=True)], write_index=False)
+    data = write(
+        [Packet(0, inner, pts=0, keyframe=True), Packet(0, b"good", pts=10, keyframe=True)],
+        write_index=False,
+    )
+    first = data.index(b"PCKT") - 4
+    embedded = data.index(b"PCKT", first + 8) - 4
+    bad = _with_index(data, [IndexEntry(0, 0, first), IndexEntry(0, 10, embedded)])
+    with container.open(io.BytesIO(bad)) as inp:
+        assert len(inp.index) == 2 and inp.index_source == "trailing"
+        with pytest.raises(OdcFormatError, match="chunk sequence"):
+            inp.read_packet_at(IndexEntry(0, 10, embedded))
+        inp.seek(0, 10)
+        assert [p.data for p in inp.demux()] == [b"good"]
+        assert "trailing index unusable" in inp.damage and inp.index_source == "scan"
+
+
+def test_index_pointing_at_a_non_keyframe_is_damage():
+    packets = [Packet(0, b"k", pts=0, keyframe=True), Packet(0, b"p", pts=1)]
+    data = write(packets, write_index=False)
+    second = data.rindex(b"PCKT") - 4
+    bad = _with_index(data, [IndexEntry(0, 1, second)])
+    with container.open(io.BytesIO(bad)) as inp:
+        inp.seek(0, 1)
+        assert list(inp.demux()) == packets  # from the start: no keyframe <= 1 but pts 0
+        assert "does not match its index entry" in inp.damage
+
+
+def test_a_checked_seek_reads_one_packet_once_the_heads_were_walked():
+    data, packets = _seek_file()
+    with container.open(io.BytesIO(data)) as inp:
+        _check_seeks(inp, packets)
+        assert inp.damage is None and inp.index_source == "trailing"
+        reads = []
+        real = inp._src.read
+        inp._src.read = lambda n: reads.append(n) or real(n)
+        inp.seek(0, 1000)  # walked there before: only the target packet is read
+        assert reads == [8, reads[1], 4] and reads[1] > 8
+
+
 def test_pipe_has_no_index():
     data, packets = _seek_file()
     with container.open(NonSeekable(data)) as inp:
@@ -643,9 +700,15 @@ def _with_big_ancillary(size: int, damaged: bool = False) -> tuple[bytes, bytes,
     crc = zlib.crc32(bytes(size & ((1 << 20) - 1)), crc) ^ damaged
     sync_at = len(head) + 12 + size
     sync = golden.chunk(b"sync", bodies.SYNC_MARKER + struct.pack(">QQ", sync_at, 1))
-    rest = b"".join(golden.chunk(b"PCKT", bodies.encode_packet_header(p) + p.data) for p in packets[1:])
+    rest = b"".join(
+        golden.chunk(b"PCKT", bodies.encode_packet_header(p) + p.data) for p in packets[1:]
+    )
     end = golden.chunk(b"OEND", struct.pack(">QQ", 0, len(packets)))
-    return head + struct.pack(">I", size) + b"junk", struct.pack(">I", crc) + sync + rest + end, packets
+    return (
+        head + struct.pack(">I", size) + b"junk",
+        struct.pack(">I", crc) + sync + rest + end,
+        packets,
+    )
 
 
 @pytest.mark.parametrize("damaged", [False, True])

@@ -33,6 +33,7 @@ __all__ = [
     "crc_of",
     "is_critical",
     "read_chunk",
+    "read_head",
 ]
 
 #: The first eight bytes of every ``.odc`` file. Like PNG's: a high-bit byte (catches
@@ -113,6 +114,27 @@ def _limit_for(ctype: bytes, limits: Limits) -> int:
     return MAX_CHUNK_LENGTH
 
 
+def read_head(src: Source) -> tuple[bytes, int] | None:
+    """``(type, body length)`` of the chunk at ``src.pos``, reading its first 8 bytes
+    only; ``None`` at a clean end of data.
+
+    :raises TruncatedError: the data ends inside those 8 bytes.
+    :raises OdcFormatError: bad type bytes, or a length above 2**31 - 1.
+    """
+    offset = src.pos
+    head = src.read(8)
+    if not head:
+        return None
+    if len(head) < 8:
+        raise TruncatedError(f"data ends inside the chunk header at byte {offset}")
+    length, ctype = _HEAD.unpack(head)
+    if not _valid_type(ctype):
+        raise OdcFormatError(f"bad chunk type {ctype!r} at byte {offset}")
+    if length > MAX_CHUNK_LENGTH:
+        raise OdcFormatError(f"{ctype.decode()} chunk at byte {offset} declares {length} bytes")
+    return ctype, length
+
+
 def read_chunk(
     src: Source,
     limits: Limits,
@@ -134,17 +156,11 @@ def read_chunk(
     :raises OdcFormatError: the type bytes are not four ASCII letters.
     """
     offset = src.pos
-    head = src.read(8)
-    if not head:
+    head = read_head(src)
+    if head is None:
         return None
-    if len(head) < 8:
-        raise TruncatedError(f"data ends inside the chunk header at byte {offset}")
-    length, ctype = _HEAD.unpack(head)
-    if not _valid_type(ctype):
-        raise OdcFormatError(f"bad chunk type {ctype!r} at byte {offset}")
+    ctype, length = head
     name = ctype.decode("ascii")
-    if length > MAX_CHUNK_LENGTH:
-        raise OdcFormatError(f"{name} chunk at byte {offset} declares {length} bytes")
     kept = keep is None or keep(ctype)
     limit = _limit_for(ctype, limits) if kept else MAX_CHUNK_LENGTH
     if length > limit:

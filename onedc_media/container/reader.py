@@ -12,6 +12,7 @@ import builtins
 import io
 import operator
 import os
+from array import array
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Literal
@@ -59,8 +60,13 @@ class InputContainer:
         self._fp = fp
         self._damage: list[str] = []
         self._index: list[IndexEntry] | None = None
-        self._seek_table: dict[int, tuple[list[int], list[int]]] | None = None
+        self._seek_table: dict[int, tuple[list[int], list[IndexEntry]]] | None = None
         self._next_start: int | None = None
+        # Offsets of the PCKT chunks met by following chunk lengths from the data start,
+        # up to _frontier (None once OEND or damage ended that walk): see _in_sequence.
+        self._sequence: array[int] = array("q")
+        self._frontier: int | None = None
+        self._scanned: frozenset[int] = frozenset()
         self.index_source: str | None = None
         try:
             with self._named():
@@ -109,6 +115,7 @@ class InputContainer:
                     f"{chunk.type!r} chunk at byte {chunk.offset} among the stream headers"
                 )
         self._data_start = src.pos
+        self._frontier = self._data_start
 
     @property
     def streams(self) -> list[StreamHeader]:
@@ -260,14 +267,19 @@ class InputContainer:
                 entries = self._trailing_index()
                 self.index_source = "trailing"
                 if entries is None:
-                    entries = [
-                        IndexEntry(p.stream_index, p.pts, offset)
-                        for offset, p in self._walk(self._data_start, "resync")
-                        if p.keyframe
-                    ]
-                    self.index_source = "scan"
+                    entries = self._scan_index()
             self._index = entries
         return list(self._index)
+
+    def _scan_index(self) -> list[IndexEntry]:
+        entries = [
+            IndexEntry(p.stream_index, p.pts, offset)
+            for offset, p in self._walk(self._data_start, "resync")
+            if p.keyframe
+        ]
+        self.index_source = "scan"
+        self._scanned = frozenset(e.offset for e in entries)
+        return entries
 
     def _trailing_index(self) -> list[IndexEntry] | None:
         src = self._src
@@ -300,37 +312,95 @@ class InputContainer:
 
     def seek(self, stream_index: int, pts: int) -> None:
         """Make the next :meth:`demux` start at the last keyframe of *stream_index* whose
-        pts is <= *pts* (at the first packet when there is none)."""
+        pts is <= *pts* (at the first packet when there is none).
+
+        The target is checked first (:meth:`read_packet_at`); a trailing index entry that
+        fails the check makes the index damaged, and it is rebuilt by a linear scan.
+        """
         self._check_stream(stream_index)
+        entry = self._seek_entry(stream_index, pts)
+        if entry is not None and self.index_source == "trailing":
+            try:
+                self.read_packet_at(entry)
+            except OdcFormatError as exc:
+                self._note(f"trailing index unusable ({exc}); rebuilt by a linear scan")
+                with self._named():
+                    self._index = self._scan_index()
+                self._seek_table = None
+                entry = self._seek_entry(stream_index, pts)
+        self._next_start = entry.offset if entry is not None else self._data_start
+
+    def _seek_entry(self, stream_index: int, pts: int) -> IndexEntry | None:
         if self._seek_table is None:
-            table: dict[int, list[tuple[int, int]]] = {}
+            table: dict[int, list[IndexEntry]] = {}
             for e in self.index:
                 if e.pts is not None:
-                    table.setdefault(e.stream_index, []).append((e.pts, e.offset))
-            self._seek_table = {
-                s: ([p for p, _ in sorted(v)], [o for _, o in sorted(v)]) for s, v in table.items()
-            }
-        pts_list, offsets = self._seek_table.get(stream_index, ([], []))
+                    table.setdefault(e.stream_index, []).append(e)
+            self._seek_table = {}
+            for stream, entries in table.items():
+                entries.sort(key=lambda e: (e.pts, e.offset))
+                self._seek_table[stream] = ([e.pts for e in entries], entries)
+        pts_list, entries = self._seek_table.get(stream_index, ([], []))
         i = bisect.bisect_right(pts_list, pts) - 1
-        self._next_start = offsets[i] if i >= 0 else self._data_start
+        return entries[i] if i >= 0 else None
 
     def read_packet_at(self, entry: IndexEntry) -> Packet:
-        """The packet an index entry points at (checked against the entry)."""
+        """The keyframe packet an index entry points at (checked against the entry)."""
         self._require_seekable("read_packet_at")
         src = self._src
         with self._named():
             if not self._data_start <= entry.offset < (src.size or 0):
                 raise OdcFormatError(f"no packet at byte {entry.offset}: outside the data")
+            if not self._in_sequence(entry.offset):
+                raise OdcFormatError(
+                    f"no packet chunk starts at byte {entry.offset} in the file's chunk sequence"
+                )
             src.seek(entry.offset)
             chunk = chunks.read_chunk(src, self.limits, keep=_keep_data)
             if chunk is None or chunk.type != chunks.PACKET:
                 raise OdcFormatError(f"no packet chunk at byte {entry.offset}")
             packet = bodies.decode_packet(chunk.body, len(self._streams), entry.offset)
-            if (packet.stream_index, packet.pts) != (entry.stream_index, entry.pts):
+            if (packet.stream_index, packet.pts, packet.keyframe) != (
+                entry.stream_index,
+                entry.pts,
+                True,
+            ):
                 raise OdcFormatError(
                     f"the packet at byte {entry.offset} does not match its index entry"
                 )
         return packet
+
+    def _in_sequence(self, offset: int) -> bool:
+        """Whether a ``PCKT`` chunk starts at *offset* in the chain of chunks that starts
+        at the data start, each chunk followed by the next (its offset plus its size).
+
+        An index (or a caller) could otherwise point into a packet's payload, at a chunk
+        embedded there: it would pass every other check. The walk reads only chunk
+        heads, goes no further than asked, and remembers where it got to, so all the
+        seeks of a reader together read each head once. A walk ended by damage
+        verifies nothing beyond it.
+        """
+        if offset in self._scanned:
+            return True  # the linear scan read it (perhaps after resynchronising)
+        src = self._src
+        pos = self._frontier
+        while pos is not None and pos <= offset:
+            src.seek(pos)
+            try:
+                head = chunks.read_head(src)
+            except OdcFormatError:
+                head = None
+            if head is None or head[0] == chunks.END:
+                pos = None
+                break
+            if head[0] == chunks.PACKET:
+                self._sequence.append(pos)
+            pos += chunks.CHUNK_OVERHEAD + head[1]
+            if pos > (src.size or 0):
+                pos = None
+        self._frontier = pos
+        i = bisect.bisect_left(self._sequence, offset)
+        return i < len(self._sequence) and self._sequence[i] == offset
 
     def _check_stream(self, index: int) -> int:
         if isinstance(index, bool):
