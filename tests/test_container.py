@@ -177,6 +177,15 @@ def test_os_pipe_round_trip_while_writing():
     assert got == packets
 
 
+def test_a_pipe_is_not_read_past_the_end_chunk():
+    data = write(PACKETS, streams=[StreamHeader("data", "a"), StreamHeader("data", "b")])
+    pipe = NonSeekable(data + b"\x00\x00\x00\x04next thing in the pipe")
+    with container.open(pipe) as inp:
+        assert list(inp.demux()) == PACKETS
+        assert list(inp.demux()) == [] and inp.damage is None
+    assert pipe.read() == b"\x00\x00\x00\x04next thing in the pipe"
+
+
 def test_demux_selects_streams_and_restarts_on_seekable_files():
     data = write(PACKETS, streams=[StreamHeader("video", "a"), StreamHeader("audio", "b")])
     with container.open(io.BytesIO(data)) as inp:

@@ -62,6 +62,7 @@ class InputContainer:
         self._index: list[IndexEntry] | None = None
         self._seek_table: dict[int, tuple[list[int], list[IndexEntry]]] | None = None
         self._next_start: int | None = None
+        self._ended = False  # a walk reached OEND (a pipe is then read to its end)
         # Offsets of the PCKT chunks met by following chunk lengths from the data start,
         # up to _frontier (None once OEND or damage ended that walk): see _in_sequence.
         self._sequence: array[int] = array("q")
@@ -157,7 +158,8 @@ class InputContainer:
         on_damage: OnDamage = "raise",
     ) -> Iterator[Packet]:
         """Yield packets in file order, from the first one or from where :meth:`seek` put
-        the reader (on a pipe: from where the last ``demux`` stopped).
+        the reader (on a pipe: from where the last ``demux`` stopped; nothing once one
+        reached the end chunk, so bytes after the file are never read).
 
         :param stream_indices: only these streams (default: all).
         :param on_damage: ``"raise"``: yield the intact prefix, then raise
@@ -172,6 +174,8 @@ class InputContainer:
             if not isinstance(stream_indices, Iterable):
                 stream_indices = (stream_indices,)  # one index (int or numpy integer)
             wanted = {self._check_stream(i) for i in stream_indices}
+        if self._ended and not self._src.seekable:
+            return iter(())  # a pipe is read once; what follows OEND is not ours
         if self._next_start is not None:
             start = self._next_start
         else:
@@ -212,6 +216,7 @@ class InputContainer:
                     count = recorded
                 elif chunk.type == chunks.END:
                     _, total = bodies.decode_end(chunk.body, pos)
+                    self._ended = True
                     if count is not None and total != count:
                         raise OdcFormatError(
                             f"end chunk records {total} packets, {count} were read"
