@@ -289,6 +289,58 @@ def test_hybrid_gop_decodes_and_checks_the_intra_checksum(caplog):
     assert all(np.array_equal(a, b) for a, b in zip(out, out2, strict=True))  # still decodes
 
 
+def _x264_idr(pix_fmt: str, size: tuple[int, int] = (64, 48)) -> bytes:
+    """An x264 IDR packet in *pix_fmt*, with its SPS / PPS in band."""
+    ctx = av.CodecContext.create("libx264", "w")
+    ctx.width, ctx.height = size
+    ctx.pix_fmt = pix_fmt
+    ctx.time_base = Fraction(1, 25)
+    black = np.zeros((size[1], size[0], 3), np.uint8)
+    frame = av.VideoFrame.from_ndarray(black, format="rgb24").reformat(format=pix_fmt)
+    frame.pts = 0
+    return b"".join(bytes(p) for p in ctx.encode(frame) + ctx.encode(None))
+
+
+@pytest.mark.parametrize("pix_fmt", ["yuv444p", "yuv420p10le", "yuv422p"])
+def test_inter_packet_in_another_pixel_format_is_a_bitstream_error(pix_fmt):
+    # An inter packet may carry its own parameter sets; the decoder follows them, so a
+    # hostile one gives pictures in a format the settings do not allow.
+    frames = [scene(i, (64, 48)) for i in range(3)]
+    settings = InterSettings("libx264")
+    stored = _code_gop(settings, frames)
+    crc, _ = unpack_inter(stored[0])
+    dec = InterDecoder(settings, 64, 48)
+    dec.start_gop(frames[0])
+    hostile = _x264_idr(pix_fmt)
+    with pytest.raises(BitstreamError, match="inter picture: 64x48 .*, expected 64x48 yuv420p"):
+        for p in [pack_inter(hostile, crc), pack_inter(hostile)]:
+            dec.decode(p)
+        dec.finish_gop()
+
+
+def test_keyframe_of_another_size_than_the_inter_layer_is_a_bitstream_error(plugins, tmp_path):
+    # A stream header without a size lets any keyframe through decode_keyframes; the
+    # inter layer (coding 16x16 at the least) must refuse it, not fail in numpy.
+    from onedc_media.pipeline.encoder import VideoEncoder
+
+    good = tmp_path / "good.odc"
+    with container.open(good, "w") as out:
+        enc = VideoEncoder(
+            out, width=32, height=24, time_base=Fraction(1, 25), keyframe_codec="png",
+            inter=InterSettings(), codecs=plugins.codecs,
+        )  # fmt: skip
+        for i in range(3):
+            enc.write(scene(i, (32, 24)), i)
+        enc.close()
+    bad = tmp_path / "sizeless.odc"
+    with container.open(good) as inp, container.open(bad, "w") as out:
+        out.add_stream(StreamHeader(**{**_fields(inp.streams[0]), "width": 0, "height": 0}))
+        for p in inp.demux():
+            out.mux(p)
+    with pytest.raises(BitstreamError, match="keyframe of 32x24 in a hybrid stream of 0x0"):
+        decode_all(bad, plugins)
+
+
 def test_intra_checksum_ignores_sei_only():
     frames = [scene(i, (64, 48)) for i in range(2)]
     enc = InterEncoder(InterSettings("libx264"), 64, 48)

@@ -81,6 +81,9 @@ FLAG_GOP_START = 0x01
 _CRC = struct.Struct(">I")
 _TIME_BASE = Fraction(1, 25)  # part of settings version 1 (the frame times x264 sees)
 _MIN_SIDE = 16
+#: Pixel formats the inter decoders give for the settings' 8-bit 4:2:0 (FFmpeg's h264
+#: decoder says full range with the old J format).
+_DECODED = ("yuv420p", "yuvj420p")
 _X26X_PRESETS = (
     "ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower",
     "veryslow", "placebo",
@@ -427,6 +430,11 @@ class InterDecoder(_Encoding):
         self.regenerated = 0
 
     def start_gop(self, recon: np.ndarray) -> None:
+        if recon.shape != (self.height, self.width, 3):
+            raise BitstreamError(
+                f"keyframe of {recon.shape[1]}x{recon.shape[0]} in a hybrid stream of "
+                f"{self.width}x{self.height}"
+            )
         self._recon = recon
         self._ctx = None
 
@@ -463,9 +471,12 @@ class InterDecoder(_Encoding):
                 self.settings.codec,
                 "" if self.mismatches == 1 else f" ({self.mismatches} GOPs so far)",
             )
-        ctx = av.CodecContext.create(self.decoder_name, "r")
-        w, h = self.size
-        ctx.options = {"max_pixels": str((w + 128) * (h + 128))}
+        try:
+            ctx = av.CodecContext.create(self.decoder_name, "r")
+            w, h = self.size
+            ctx.options = {"max_pixels": str((w + 128) * (h + 128))}
+        except av.FFmpegError as exc:
+            raise MediaError(f"cannot open the {self.decoder_name} decoder: {exc}") from None
         self._ctx = ctx
         self._drop = 1
         self._run(av.Packet(intra))
@@ -480,10 +491,12 @@ class InterDecoder(_Encoding):
             ) from None
         out = []
         for frame in frames:
-            if (frame.width, frame.height) != self.size:
+            # The settings imply 8-bit 4:2:0 at the coded size; a hostile packet can
+            # carry its own parameter sets (4:4:4, 10-bit...) that the decoder follows.
+            if (frame.width, frame.height) != self.size or frame.format.name not in _DECODED:
                 raise BitstreamError(
-                    f"inter picture of {frame.width}x{frame.height}, expected "
-                    f"{self.size[0]}x{self.size[1]}"
+                    f"{self.settings.codec} inter picture: {frame.width}x{frame.height} "
+                    f"{frame.format.name}, expected {self.size[0]}x{self.size[1]} yuv420p"
                 )
             if self._drop:
                 self._drop -= 1
