@@ -597,6 +597,23 @@ def test_bad_inputs_are_typed_errors(plugins, tmp_path):
         transcode(garbage, tmp_path / "x.odc", keyframe_codec="nope", plugins=plugins)
 
 
+def test_decoding_a_seekable_file_object_never_reopens_it_by_name(plugins, clips, tmp_path):
+    # sys.stdin.buffer redirected from a file is seekable and named '<stdin>'; a file
+    # object's name may also be another file's path. Neither may be opened again.
+    real, other = tmp_path / "real.odc", tmp_path / "other.odc"
+    transcode(clips["plain"], real, keyframe_codec="jpeg", plugins=plugins)
+    transcode(clips["cut"], other, keyframe_codec="png", plugins=plugins)
+    expected, _ = decode_all(real, plugins)
+    for name in ("<stdin>", str(other)):
+        with open(real, "rb") as f:
+            f.raw.name = name
+            with container.open(f) as inp:
+                assert inp.name == name and inp.path is None and inp.file_size
+                frames = list(VideoDecoder(inp, codecs=plugins.codecs).frames())
+        assert len(frames) == len(expected)
+        assert all(np.array_equal(a.rgb, b.rgb) for a, b in zip(frames, expected, strict=True))
+
+
 def test_damaged_odc_files_are_typed_errors(plugins, clips, tmp_path):
     good = tmp_path / "good.odc"
     transcode(clips["plain"], good, keyframe_codec="jpeg", plugins=plugins)

@@ -48,8 +48,12 @@ class InputContainer:
     ) -> None:
         self.limits = limits or Limits()
         self._owns = isinstance(file, (str, os.PathLike))
+        #: the path the file was opened from; ``None`` for a file object (whose ``name``
+        #: may be anything, e.g. ``'<stdin>'``), so a second reader can open ``path``
+        self.path: str | None = None
         if self._owns:
             self.name: str | None = os.fspath(file)
+            self.path = self.name
             fp: BinaryIO = builtins.open(self.name, "rb")  # noqa: SIM115 - closed by close()
         else:
             if isinstance(file, io.TextIOBase) or not hasattr(file, "read"):

@@ -201,8 +201,8 @@ class VideoCapture:
     def _table(self) -> list[tuple[int | None, bool]]:
         """``(pts, keyframe)`` of every packet of the stream (one scan, by a second reader)."""
         if self._table_cache is None:
-            assert self._inp is not None and self._inp.name is not None
-            with container.open(self._inp.name) as scan:
+            assert self._inp is not None and self._inp.path is not None
+            with container.open(self._inp.path) as scan:
                 self._table_cache = [
                     (p.pts, p.keyframe) for p in scan.demux(self._stream.index, on_damage="stop")
                 ]

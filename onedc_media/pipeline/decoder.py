@@ -5,11 +5,12 @@ streams (every packet a keyframe). Keyframe packets go through
 :func:`~onedc_media.pipeline.keyframes.decode_keyframes`; inter packets through
 :class:`~onedc_media.pipeline.hybrid.InterDecoder`.
 
-On a file opened by path, the keyframe packets are read through the container's index
-by a second reader, so that ``decode_keyframes`` sees them as one lazy sequence it may
-read ahead in (a batched decoder runtime can then decode keyframes while the inter
-frames in between are decoded here). On a pipe or file object they are fed one at a
-time as the demuxer reaches them.
+On a file opened from a path, the keyframe packets are read through the container's
+index by a second reader of that path, so that ``decode_keyframes`` sees them as one
+lazy sequence it may read ahead in (a batched decoder runtime can then decode keyframes
+while the inter frames in between are decoded here). On a pipe or a file object (even a
+seekable one: its ``name`` need not be a path, e.g. ``'<stdin>'``) they are fed one at
+a time as the demuxer reaches them.
 
 Timestamps come from the container, never from the codecs: each output frame has its
 packet's ``pts`` and ``duration``, so a decoded video has exactly the source's frames
@@ -85,13 +86,13 @@ class _Keyframes:
         self._feed: PacketFeed | None = None
         self._expect: deque[IndexEntry] = deque()
         packets: Any
-        if inp.name is not None and inp.file_size is not None:
+        if inp.path is not None and inp.file_size is not None:
             entries = [
                 e for e in inp.index
                 if e.stream_index == stream.index and (start is None or e.offset >= start)
             ]  # fmt: skip
             self._expect.extend(entries)
-            self._reader = container.open(inp.name, limits=inp.limits)
+            self._reader = container.open(inp.path, limits=inp.limits)
             packets = self._read(entries)
         else:
             self._feed = PacketFeed()
