@@ -258,6 +258,39 @@ def test_video_writer_round_trip_and_params(tmp_path, plugins):
     assert not (tmp_path / "b.odc").exists()
 
 
+@pytest.mark.parametrize(
+    "args, expected",
+    [
+        ((7, 25.0, (64, 48)), (7, 25.0, (64, 48), True, [])),
+        ((7, 25.0, (64, 48), False), (7, 25.0, (64, 48), False, [])),
+        ((7, 25.0, (64, 48), [1, 90]), (7, 25.0, (64, 48), True, [1, 90])),  # one pair
+        ((7, 25.0, (64, 48), (1, 90, 10, 5)), (7, 25.0, (64, 48), True, [1, 90, 10, 5])),
+        ((0, 7, 25.0, (64, 48)), (7, 25.0, (64, 48), True, [])),
+        ((0, 7, 25.0, (64, 48), [1, 90]), (7, 25.0, (64, 48), True, [1, 90])),
+        ((0, 7, 25.0, (64, 48), False), (7, 25.0, (64, 48), False, [])),
+    ],
+)
+def test_video_writer_overloads(args, expected):
+    from onedc_media.cv.video import _parse_writer_args
+
+    assert _parse_writer_args(args) == expected
+
+
+def test_video_writer_with_one_param_pair(tmp_path, plugins):
+    path = tmp_path / "one.odc"
+    params = [odc.VIDEOWRITER_PROP_ODC_INTER_CODEC, odc.ODC_INTER_NONE]
+    w = odc.VideoWriter(str(path), odc.fourcc(*"JPEG"), 25.0, (64, 48), params, plugins=plugins)
+    assert w.isOpened(), w.error
+    for i in range(3):
+        w.write(scene(i, (64, 48)))
+    w.release()
+    from onedc_media import container
+
+    with container.open(path) as inp:
+        assert "inter" not in inp.streams[0].codec_params
+        assert [p.keyframe for p in inp.demux()] == [True]  # keyframes only: one GOP
+
+
 def test_opencv_pipeline_example_runs(tmp_path, capsys):
     import importlib.util
     from pathlib import Path

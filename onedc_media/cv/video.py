@@ -547,7 +547,10 @@ def _parse_writer_args(
             and all(isinstance(x, (int, np.integer)) for x in v)
         )
 
-    if len(args) >= 4 and is_size(args[3]):
+    # Without apiPreference frameSize is the third argument; with it, the third is fps
+    # (a number), so a size there settles it. Only then may args[3] be frameSize: a
+    # one-pair params list ([id, value]) in the fourth place looks like a size too.
+    if not (len(args) >= 3 and is_size(args[2])) and len(args) >= 4 and is_size(args[3]):
         args = args[1:]  # drop apiPreference
     if len(args) < 3 or not is_size(args[2]):
         raise TypeError("VideoWriter(filename, fourcc, fps, frameSize[, isColor | params])")
