@@ -183,6 +183,24 @@ def test_video_capture_matches_cv2(hybrid_pair, plugins):
     assert ours.get(cv2.CAP_PROP_FPS) == theirs.get(cv2.CAP_PROP_FPS)
 
 
+def test_video_capture_seeks_in_a_file_without_timestamps(tmp_path, hybrid_pair, plugins):
+    from onedc_media import container
+    from onedc_media.container import Packet
+
+    path = tmp_path / "nopts.odc"
+    with container.open(hybrid_pair[0]) as inp, container.open(path, "w") as out:
+        for s in inp.streams:
+            out.add_stream(s)
+        for p in inp.demux():
+            out.mux(Packet(p.stream_index, p.data, None, None, p.duration, p.keyframe))
+    with odc.VideoCapture(str(path), codecs=plugins.codecs) as cap:
+        everything = list(cap)
+        assert len(everything) == 30
+        assert cap.set(cv2.CAP_PROP_POS_FRAMES, 19)  # after the keyframe at 16 (no pts)
+        ok, frame = cap.read()
+        assert ok and np.array_equal(frame, everything[19])
+
+
 def test_video_capture_bad_files(tmp_path, hybrid_pair, plugins):
     missing = odc.VideoCapture(str(tmp_path / "missing.odc"), codecs=plugins.codecs)
     assert not missing.isOpened() and not cv2.VideoCapture(str(tmp_path / "missing.odc")).isOpened()

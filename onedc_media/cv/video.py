@@ -281,16 +281,19 @@ class VideoCapture:
             self._iter = iter(())
             return True
         key = next((i for i in range(target, -1, -1) if table[i][1]), None)
-        if key is None:
-            self._iter = self._decoder.frames()
-            skip = target
-        else:
+        entry = None
+        if key is not None:
             rank = sum(1 for _, k in table[:key] if k)
             entries = [e for e in self._inp.index if e.stream_index == self._stream.index]  # type: ignore[union-attr]
             if rank >= len(entries):
                 return False
-            self._iter = self._decoder.frames(start=entries[rank])
-            skip = target - key
+            entry = entries[rank]
+        if entry is None or entry.pts is None:  # no keyframe to start at: from the start
+            self._iter = self._decoder.frames()
+            skip = target
+        else:
+            self._iter = self._decoder.frames(start=entry)
+            skip = target - key  # type: ignore[operator]
         try:
             for _ in range(skip):
                 next(self._iter)
