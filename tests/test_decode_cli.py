@@ -101,6 +101,20 @@ def test_decode_video_to_pictures_and_keyframes_only(clip, tmp_path, capsys):
     assert (tmp_path / "f_019.jpg").exists()
 
 
+def test_a_percent_sign_in_a_folder_name_is_not_a_pattern(clip, tmp_path, capsys):
+    odc = tmp_path / "p.odc"
+    assert (
+        run(capsys, "transcode", str(clip), "-o", str(odc), "-c", "jpeg", "--no-progress")[0] == 0
+    )
+    folder = tmp_path / "100%"
+    folder.mkdir()
+    code, out, err = run(capsys, "decode", str(odc), "-o", f"{folder}/clip.mp4", "--no-progress")
+    assert code == 0, err
+    assert f"wrote {folder}/clip.mp4: 20 frames" in out
+    code, out, _ = run(capsys, "decode", str(odc), "-o", f"{folder}/f_%02d.png")
+    assert code == 0 and len(list(folder.glob("f_*.png"))) == 20
+
+
 def _image_odc(path, pictures, plugins) -> None:
     """An image .odc file as `onedc-media encode` writes it: one stream, one packet each."""
     info = plugins.codecs.get("png")

@@ -85,9 +85,9 @@ def _default_output(path: str, media_type: str, pictures: int, keyframes_only: b
 
 
 def _is_pictures(output: str) -> bool:
-    from onedc_media.pipeline.export import IMAGE_EXTENSIONS
+    from onedc_media.pipeline.export import IMAGE_EXTENSIONS, names_many_pictures
 
-    if output.endswith(("/", os.sep)) or os.path.isdir(output) or "%" in output:
+    if names_many_pictures(output):  # the check export_pictures makes
         return True
     return os.path.splitext(output)[1].lower() in IMAGE_EXTENSIONS
 

@@ -48,6 +48,7 @@ __all__ = [
     "ExportResult",
     "export_pictures",
     "export_video",
+    "names_many_pictures",
     "picture_paths",
 ]
 
@@ -262,12 +263,23 @@ def _mux_packet(out: Any, stream: Any, packet: Packet, h: StreamHeader) -> None:
 # -- pictures ---------------------------------------------------------------------------
 
 
+def names_many_pictures(output: str | os.PathLike[str]) -> bool:
+    """Whether *output* is a directory or a ``%d``-style pattern (one file per picture),
+    rather than a single file name (see the module docstring)."""
+    output = os.fspath(output)
+    return _is_folder(output) or _PATTERN.search(output) is not None
+
+
+def _is_folder(output: str) -> bool:
+    return output.endswith(("/", os.sep)) or os.path.isdir(output)
+
+
 def picture_paths(
     output: str | os.PathLike[str], stem: str, ext: str = ".png"
 ) -> Callable[[int], str]:
     """A function from picture index to path, for *output* (see the module docstring)."""
     output = os.fspath(output)
-    if output.endswith(("/", os.sep)) or os.path.isdir(output):
+    if _is_folder(output):
         return lambda i: os.path.join(output, f"{stem}_{i:06d}{ext}")
     if _PATTERN.search(output):
         return lambda i: _PATTERN.sub(lambda m: m.group(0) % i, output, count=1)
@@ -299,9 +311,7 @@ def export_pictures(
         ext = ".png"
     stem = os.path.splitext(os.path.basename(source))[0]
     name = picture_paths(output, stem, ext)
-    single = not (
-        output.endswith(("/", os.sep)) or os.path.isdir(output) or _PATTERN.search(output)
-    )
+    single = not names_many_pictures(output)
     with container.open(source) as inp:
         h = picture_stream(inp, stream)
         if single and _count_pictures(inp, h, keyframes_only) > 1:
