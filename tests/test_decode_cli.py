@@ -115,6 +115,26 @@ def test_a_percent_sign_in_a_folder_name_is_not_a_pattern(clip, tmp_path, capsys
     assert code == 0 and len(list(folder.glob("f_*.png"))) == 20
 
 
+def test_decode_to_pictures_reports_intra_mismatches(clip, tmp_path, capsys):
+    from onedc_media.pipeline.hybrid import pack_inter, unpack_inter
+
+    good, bad = tmp_path / "m.odc", tmp_path / "bad.odc"
+    assert run(capsys, "transcode", str(clip), "-o", str(good), "-c", "png", "--gop", "8",
+               "--no-audio", "--no-progress")[0] == 0  # fmt: skip
+    with container.open(good) as inp, container.open(bad, "w") as out:
+        for stream in inp.streams:
+            out.add_stream(stream)
+        for p in inp.demux():
+            crc, packet = (None, b"") if p.keyframe else unpack_inter(p.data)
+            if crc is not None:  # another encoder build, as far as the checksum says
+                p = Packet(p.stream_index, pack_inter(packet, crc ^ 1), p.pts, p.dts,
+                           p.duration, p.keyframe)  # fmt: skip
+            out.mux(p)
+    for output in (f"{tmp_path}/frames/", str(tmp_path / "clip.mp4")):
+        code, out, _ = run(capsys, "decode", str(bad), "-o", output, "--json")
+        assert code == 0 and json.loads(out)["intra_mismatches"] == 3  # GOPs 0, 8, 16
+
+
 def _image_odc(path, pictures, plugins) -> None:
     """An image .odc file as `onedc-media encode` writes it: one stream, one packet each."""
     info = plugins.codecs.get("png")

@@ -326,16 +326,22 @@ def export_pictures(
             if folder:
                 os.makedirs(folder, exist_ok=True)
         paths: list[str] = []
-        mismatches = 0
-        for index, rgb in _pictures(inp, h, keyframes_only, codecs, device):
-            path = name(index)
-            _write_image(path, rgb, jpeg_quality)
-            paths.append(path)
-            if progress is not None:
-                progress(len(paths), None)
+        decoder = None
+        if h.media_type != "image" and not keyframes_only:
+            decoder = VideoDecoder(inp, h, codecs=codecs, device=device)
+        try:
+            for index, rgb in _pictures(inp, h, decoder, codecs, device):
+                path = name(index)
+                _write_image(path, rgb, jpeg_quality)
+                paths.append(path)
+                if progress is not None:
+                    progress(len(paths), None)
+        finally:
+            if decoder is not None:
+                decoder.close()
     if not paths:
         raise InvalidImageError(f"stream {h.index} holds no pictures", filename=source)
-    return ExportResult(paths, len(paths), 0, mismatches)
+    return ExportResult(paths, len(paths), 0, 0 if decoder is None else decoder.mismatches)
 
 
 def _count_pictures(inp: InputContainer, h: StreamHeader, keyframes_only: bool) -> int:
@@ -347,12 +353,13 @@ def _count_pictures(inp: InputContainer, h: StreamHeader, keyframes_only: bool) 
 def _pictures(
     inp: InputContainer,
     h: StreamHeader,
-    keyframes_only: bool,
+    decoder: VideoDecoder | None,
     codecs: CodecRegistry | None,
     device: str | None,
 ) -> Any:
-    """``(index in the stream, rgb)`` of the pictures to write."""
-    if h.media_type == "image" or keyframes_only:
+    """``(index in the stream, rgb)`` of the pictures to write: every frame through
+    *decoder*, or without one only the keyframes (every picture of an image stream)."""
+    if decoder is None:
         indices: list[int] = []
 
         def packets() -> Any:
@@ -364,12 +371,8 @@ def _pictures(
         for n, rgb in enumerate(decode_keyframes(h, packets(), codecs=codecs, device=device)):
             yield indices[n], rgb
         return
-    decoder = VideoDecoder(inp, h, codecs=codecs, device=device)
-    try:
-        for i, frame in enumerate(decoder.frames()):
-            yield i, frame.rgb
-    finally:
-        decoder.close()
+    for i, frame in enumerate(decoder.frames()):
+        yield i, frame.rgb
 
 
 def _write_image(path: str, rgb: np.ndarray, jpeg_quality: int) -> None:
