@@ -499,6 +499,36 @@ def test_restore_png_is_exact_and_resumable(tmp_path):
     assert restore_archive(dest, out).kept == 6
 
 
+def test_restore_names_are_unique(tmp_path):
+    sources = [("b.jpg", "image"), ("b.jpeg", "image"), ("B.JPG", "image"), ("b.png", "image"),
+               ("B.PNG", "image"), ("b.jpeg.png", "image"), ("v.mov", "video"), ("v.MKV", "video")]  # fmt: skip
+    names = restore_names(sources)
+    assert names == {
+        "b.jpg": "b.jpg.png",  # b.png is a source
+        "b.jpeg": "b.jpeg.2.png",  # b.jpeg.png is a source too
+        "B.JPG": "B.JPG.2.png",  # b.jpg.png, ignoring case, was given to b.jpg
+        "b.png": "b.png",
+        "B.PNG": "B.PNG.2.png",
+        "b.jpeg.png": "b.jpeg.png",
+        "v.mov": "v.mp4",
+        "v.MKV": "v.MKV.mp4",
+    }
+    assert len({n.lower() for n in names.values()}) == len(sources)
+
+    # b.jpg and b.jpeg both became b.png, and the second was reported "kept"
+    src, dest, out = tmp_path / "src", tmp_path / "dest", tmp_path / "out"
+    write_picture(src / "b.jpg", picture(64, 64, 1))
+    write_picture(src / "b.jpeg", picture(64, 64, 2))
+    archive(src, dest, EncodeSettings(codec="png"))
+    res = restore_archive(dest, out)
+    assert (res.restored, res.kept, res.failures) == (2, 0, [])
+    names = restore_names([(s, "image") for s in rows(dest)])
+    assert sorted(p.name for p in out.iterdir()) == sorted(names.values())
+    assert names["b.jpeg"] == "b.png" and names["b.jpg"] == "b.jpg.png"  # manifest order
+    for source, name in names.items():
+        assert np.array_equal(cv2.imread(str(src / source)), cv2.imread(str(out / name)))
+
+
 def test_cli_archive_status_verify_restore(tmp_path, capsys):
     src, dest, out = tmp_path / "src", tmp_path / "dest", tmp_path / "out"
     make_tree(src, 3)

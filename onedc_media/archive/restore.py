@@ -2,8 +2,9 @@
 
 Images come back as PNG (lossless, whatever the source format was): ``a/b.png`` keeps
 its name, ``a/b.jpg`` becomes ``a/b.png``, or ``a/b.jpg.png`` when ``a/b.png`` is also
-a source. Videos come back as MP4 (H.264) by the same rule (``a/c.mov`` ->
-``a/c.mp4``). Every file is written atomically; files already there are kept, so an
+a source or was given to another source (``a/b.jpeg``), then ``a/b.jpg.2.png``... so no
+two sources share a name (ignoring case). Videos come back as MP4 (H.264) by the same
+rule (``a/c.mov`` -> ``a/c.mp4``). Every file is written atomically; files already there are kept, so an
 interrupted restore resumes where it stopped.
 """
 
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import glob
+import itertools
 import os
 import time
 from collections.abc import Callable
@@ -37,18 +39,27 @@ class RestoreResult:
 
 
 def restore_names(sources: list[tuple[str, str]]) -> dict[str, str]:
-    """``{source: restored path}`` for ``(source, kind)`` pairs (see the module docstring)."""
-    taken = {s.lower() for s, _ in sources}  # case-insensitive file systems too
+    """``{source: restored path}`` for ``(source, kind)`` pairs (see the module docstring).
+
+    Names are unique, ignoring case (case-insensitive file systems): a name is given
+    only when no source has it and no earlier source was given it, so two sources never
+    restore to one file (``a/b.jpg`` -> ``a/b.png``, then ``a/b.jpeg`` -> ``a/b.jpeg.png``;
+    after that ``a/b.jpeg.2.png``...). The result depends on the order of *sources*.
+    """
+    sources_taken = {s.lower() for s, _ in sources}
+    given: set[str] = set()
     out = {}
     for source, kind in sources:
         ext = ".png" if kind == "image" else ".mp4"
         stem, old = os.path.splitext(source)
-        if old.lower() == ext:
-            out[source] = source
-        elif (stem + ext).lower() in taken:
-            out[source] = source + ext
-        else:
-            out[source] = stem + ext
+        first = [source] if old.lower() == ext else [stem + ext, source + ext]
+        numbered = (f"{source}.{n}{ext}" for n in itertools.count(2))
+        for name in itertools.chain(first, numbered):
+            key = name.lower()
+            if key not in given and (name == source or key not in sources_taken):
+                break
+        given.add(key)
+        out[source] = name
     return out
 
 
