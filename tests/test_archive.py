@@ -500,8 +500,8 @@ def test_restore_png_is_exact_and_resumable(tmp_path):
 
 
 def test_restore_names_are_unique(tmp_path):
-    sources = [("b.jpg", "image"), ("b.jpeg", "image"), ("B.JPG", "image"), ("b.png", "image"),
-               ("B.PNG", "image"), ("b.jpeg.png", "image"), ("v.mov", "video"), ("v.MKV", "video")]  # fmt: skip
+    images = ["b.jpg", "b.jpeg", "B.JPG", "b.png", "B.PNG", "b.jpeg.png"]
+    sources = [(s, "image") for s in images] + [("v.mov", "video"), ("v.MKV", "video")]
     names = restore_names(sources)
     assert names == {
         "b.jpg": "b.jpg.png",  # b.png is a source

@@ -4,8 +4,8 @@ Images come back as PNG (lossless, whatever the source format was): ``a/b.png`` 
 its name, ``a/b.jpg`` becomes ``a/b.png``, or ``a/b.jpg.png`` when ``a/b.png`` is also
 a source or was given to another source (``a/b.jpeg``), then ``a/b.jpg.2.png``... so no
 two sources share a name (ignoring case). Videos come back as MP4 (H.264) by the same
-rule (``a/c.mov`` -> ``a/c.mp4``). Every file is written atomically; files already there are kept, so an
-interrupted restore resumes where it stopped.
+rule (``a/c.mov`` -> ``a/c.mp4``). Every file is written atomically; files already
+there are kept, so an interrupted restore resumes where it stopped.
 """
 
 from __future__ import annotations
