@@ -163,7 +163,8 @@ def scan(
         )
     )
     res.sources = len(seen)
-    new = [s for s in seen if s.source not in _known(manifest)]
+    listed = _known(manifest)  # once: one query per source made a scan quadratic
+    new = [s for s in seen if s.source not in listed]
     res.new = len(new)
     if new:
         manifest.insert_sources(new)
