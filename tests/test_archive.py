@@ -225,6 +225,28 @@ def test_scan_lists_the_manifest_once(tmp_path, monkeypatch):
     assert len(calls) == 2  # the sources, then the full rows
 
 
+def test_ray_engine_gets_the_plugins_archive_was_given(tmp_path, monkeypatch):
+    from onedc_media_plugins import classic, policies
+
+    from onedc_media import load_plugins
+    from onedc_media.archive import local, ray_engine
+
+    plugins = load_plugins(entry_points=False, plugins=[classic, policies], blocked=[])
+    seen = {}
+
+    def fake_run_ray(batches, settings, committer, **kwargs):
+        seen.update(kwargs)
+        local.run_local(batches, settings, committer, plugins=kwargs["plugins"])
+
+    monkeypatch.setattr(ray_engine, "run_ray", fake_run_ray)
+    src = tmp_path / "src"
+    make_tree(src, 2)
+    archive(src, tmp_path / "dest", JPEG, engine="ray", plugins=plugins)
+    assert seen["plugins"] is plugins
+    # and the actors build their encoders with them
+    assert ray_engine._ArchiveActor(JPEG.to_dict(), None, plugins).encoder.plugins is plugins
+
+
 def test_failed_items_retried_only_when_asked_or_changed(tmp_path):
     src, dest = tmp_path / "src", tmp_path / "dest"
     make_tree(src, 2)

@@ -348,6 +348,7 @@ def archive(
     layout = Layout.at(dest)
     if _inside(src, layout.dest):
         raise CodecOptionError(f"the source folder {src} lies inside the archive {layout.dest}")
+    given_plugins = plugins  # None: Ray actors load the installed ones themselves
     plugins = plugins or onedc_media.default_plugins()
     info = plugins.codecs.get(settings.codec)
     options = info.resolve_options(settings.options)  # fail before touching anything
@@ -386,6 +387,7 @@ def archive(
                         committer,
                         actors=jobs,
                         spool=layout.spool,
+                        plugins=given_plugins,
                         **dict(ray_options or {}),
                     )
             manifest.finish_run(run, committer.state.done, committer.state.failed)

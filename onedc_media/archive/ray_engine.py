@@ -51,8 +51,10 @@ class RayUnavailableError(OdcError, ImportError):
 class _ArchiveActor:
     """One Ray actor: an :class:`ArchiveEncoder` (model loaded once) over plan lines."""
 
-    def __init__(self, settings: dict[str, Any], spool: str | None) -> None:
-        self.encoder = ArchiveEncoder(EncodeSettings.from_dict(settings), spool=spool)
+    def __init__(self, settings: dict[str, Any], spool: str | None, plugins: Any = None) -> None:
+        self.encoder = ArchiveEncoder(
+            EncodeSettings.from_dict(settings), plugins=plugins, spool=spool
+        )
 
     def __call__(self, batch: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
         ids, data, meta = [], [], []
@@ -118,6 +120,8 @@ def run_ray(
     :param spool: a folder the actors can reach for the plan and temporary files.
     :param address: a Ray cluster to connect to when Ray is not initialised yet.
     :param num_cpus: / :param num_gpus: resources per actor (default: from the cluster).
+    :param plugins: loaded plugins, shipped to the actors (pickled by Ray); default:
+        the installed ones, which each actor loads itself.
     """
     try:
         import ray
@@ -131,6 +135,7 @@ def run_ray(
 
     import onedc_media
 
+    given_plugins = plugins
     plugins = plugins or onedc_media.default_plugins()
     info = plugins.codecs.get(settings.codec)
     device = settings.device or str(settings.options.get("device", "auto"))
@@ -173,7 +178,11 @@ def run_ray(
         )
         ds = ds.map_batches(
             _ArchiveActor,
-            fn_constructor_kwargs={"settings": settings.to_dict(), "spool": spool},
+            fn_constructor_kwargs={
+                "settings": settings.to_dict(),
+                "spool": spool,
+                "plugins": given_plugins,
+            },
             batch_size=1,
             batch_format="numpy",
             compute=ray.data.ActorPoolStrategy(size=n),
