@@ -677,6 +677,27 @@ def test_video_encoder_refuses_bad_frames(plugins, tmp_path):
     assert [f.pts for f in frames] == [0, 1]
 
 
+def test_atomic_path_fsyncs_the_folder_after_the_rename(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from onedc_media.pipeline.media import atomic_path
+
+    events = []
+    fsync, replace = os.fsync, os.replace
+
+    def spy_fsync(fd):
+        events.append("fsync " + ("folder" if stat.S_ISDIR(os.fstat(fd).st_mode) else "file"))
+        fsync(fd)
+
+    monkeypatch.setattr(os, "fsync", spy_fsync)
+    monkeypatch.setattr(os, "replace", lambda a, b: events.append("rename") or replace(a, b))
+    with atomic_path(tmp_path / "out.mp4") as tmp:
+        Path(tmp).write_bytes(b"data")
+    assert events == ["fsync file", "rename", "fsync folder"]
+    assert (tmp_path / "out.mp4").read_bytes() == b"data"
+
+
 def test_inter_codec_failures_are_media_errors(monkeypatch):
     from onedc_media.pipeline import hybrid
 

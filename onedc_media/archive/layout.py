@@ -28,6 +28,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from onedc_media.archive.manifest import ManifestError
+from onedc_media.container.writer import fsync_dir
 
 __all__ = ["STATE_DIR", "Layout", "commit_file", "job_lock", "sha256_file"]
 
@@ -124,7 +125,7 @@ def commit_file(layout: Layout, data: bytes, final: str) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
         raise
-    _fsync_dir(os.path.dirname(final))
+    fsync_dir(os.path.dirname(final))
 
 
 def sha256_file(path: str) -> str:
@@ -144,17 +145,4 @@ def _makedirs_durable(folder: str) -> None:
         _makedirs_durable(parent)
     with contextlib.suppress(FileExistsError):
         os.mkdir(folder)
-        _fsync_dir(parent)
-
-
-def _fsync_dir(folder: str) -> None:
-    try:
-        fd = os.open(folder or ".", os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
+        fsync_dir(parent)

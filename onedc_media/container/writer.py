@@ -237,7 +237,7 @@ class OutputContainer:
                 self._fp.close()
                 os.replace(self._tmp, self._path)
                 self._finalizer.detach()
-                _fsync_dir(os.path.dirname(os.path.abspath(self._path)))
+                fsync_dir(os.path.dirname(os.path.abspath(self._path)))
         except BaseException:
             self.abort()
             raise
@@ -318,9 +318,11 @@ def _discard(fp: BinaryIO, tmp: str) -> None:
             pass
 
 
-def _fsync_dir(folder: str) -> None:
+def fsync_dir(folder: str) -> None:
+    """Make a rename (or a new entry) in *folder* durable; quietly nothing where a
+    folder cannot be opened or synced (some file systems, other platforms)."""
     try:
-        fd = os.open(folder, os.O_RDONLY)
+        fd = os.open(folder or ".", os.O_RDONLY)
     except OSError:
         return
     try:

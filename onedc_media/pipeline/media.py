@@ -31,6 +31,7 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from onedc_media.container import ColorInfo
+from onedc_media.container.writer import fsync_dir
 
 __all__ = [
     "TO_RGB",
@@ -192,6 +193,7 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[str]:
             with open(tmp, "rb+") as fp:
                 os.fsync(fp.fileno())
             os.replace(tmp, path)
+            fsync_dir(folder)  # the rename itself must survive a crash too
     finally:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
