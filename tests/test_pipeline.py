@@ -677,6 +677,25 @@ def test_video_encoder_refuses_bad_frames(plugins, tmp_path):
     assert [f.pts for f in frames] == [0, 1]
 
 
+def test_video_encoder_closes_the_keyframe_encoder_when_it_fails_to_start(
+    plugins, tmp_path, monkeypatch
+):
+    from onedc_media.pipeline import hybrid
+    from onedc_media.pipeline.encoder import VideoEncoder
+
+    info = plugins.codecs.get("png")
+    encoder_class = type(info.create().encoder(info.resolve_options({})))
+    closed = []
+    close = encoder_class.close
+    monkeypatch.setattr(encoder_class, "close", lambda self: closed.append(self) or close(self))
+    monkeypatch.setattr(hybrid, "_check_available", lambda name, mode: (_ for _ in ()).throw(
+        MediaError(f"no {name}")))  # fmt: skip
+    with container.open(tmp_path / "w.odc", "w") as out, pytest.raises(MediaError, match="no"):
+        VideoEncoder(out, width=16, height=8, time_base=Fraction(1, 25), keyframe_codec="png",
+                     inter=InterSettings(), codecs=plugins.codecs)  # fmt: skip
+    assert len(closed) == 1
+
+
 def test_atomic_path_fsyncs_the_folder_after_the_rename(tmp_path, monkeypatch):
     import os
     import stat

@@ -109,36 +109,42 @@ class VideoEncoder:
             policy = GopPolicy(250)
         info = codecs.get(keyframe_codec)
         self._encoder = info.create().encoder(info.resolve_options(codec_options), device=device)
-        params = dict(self._encoder.params)
-        if INTER_PARAMS_KEY in params:
-            raise PluginError(
-                f"codec {info.name!r} uses the parameter name {INTER_PARAMS_KEY!r}, which "
-                "video streams reserve for the inter layer"
-            )
-        if inter is not None:
-            params[INTER_PARAMS_KEY] = inter.to_params()
-        self.stream = out.add_stream(
-            StreamHeader(
-                media_type="video",
-                codec=info.name,
-                width=width,
-                height=height,
-                color=color or ColorInfo(),
-                time_base=time_base,
-                frame_rate=frame_rate,
-                codec_params=params,
-                model=self._encoder.model,
-                metadata=dict(metadata or {}),
-            )
-        )
-        self._out = out
-        self._policy = policy
-        self._inter = None if inter is None else InterEncoder(inter, width, height)
         self._feed: PacketFeed | None = None
         self._recons: Any = None
-        if self._inter is not None:
-            self._feed = PacketFeed()
-            self._recons = decode_keyframes(self.stream, self._feed, codecs=codecs, device=device)
+        try:
+            params = dict(self._encoder.params)
+            if INTER_PARAMS_KEY in params:
+                raise PluginError(
+                    f"codec {info.name!r} uses the parameter name {INTER_PARAMS_KEY!r}, which "
+                    "video streams reserve for the inter layer"
+                )
+            if inter is not None:
+                params[INTER_PARAMS_KEY] = inter.to_params()
+            self.stream = out.add_stream(
+                StreamHeader(
+                    media_type="video",
+                    codec=info.name,
+                    width=width,
+                    height=height,
+                    color=color or ColorInfo(),
+                    time_base=time_base,
+                    frame_rate=frame_rate,
+                    codec_params=params,
+                    model=self._encoder.model,
+                    metadata=dict(metadata or {}),
+                )
+            )
+            self._out = out
+            self._policy = policy
+            self._inter = None if inter is None else InterEncoder(inter, width, height)
+            if self._inter is not None:
+                self._feed = PacketFeed()
+                self._recons = decode_keyframes(
+                    self.stream, self._feed, codecs=codecs, device=device
+                )
+        except BaseException:
+            self._release()  # the keyframe encoder (a model, threads) must not leak
+            raise
         self._pending: deque[tuple[int, int]] = deque()  # (pts, duration) of inter frames
         self._held: Packet | None = None  # keyframes-only: the last keyframe, until the next
         self._key_payload: bytes | None = None  # the GOP's keyframe, until its recon is needed
@@ -234,12 +240,15 @@ class VideoEncoder:
         try:
             self._finish_gop(None)
         finally:
-            if self._feed is not None:
-                self._feed.close()
-                close = getattr(self._recons, "close", None)
-                if close is not None:
-                    close()
-            self._encoder.close()
+            self._release()
+
+    def _release(self) -> None:
+        if self._feed is not None:
+            self._feed.close()
+            close = getattr(self._recons, "close", None)
+            if close is not None:
+                close()
+        self._encoder.close()
 
     def __enter__(self) -> VideoEncoder:
         return self
@@ -249,4 +258,4 @@ class VideoEncoder:
             self.close()
         else:
             self._closed = True
-            self._encoder.close()
+            self._release()
