@@ -85,7 +85,32 @@ def _apply_plugin_blocks(names: list[str]) -> None:
     onedc_media.default_plugins.cache_clear()
 
 
+def _tune_malloc() -> None:
+    """Keep freed memory in the heap instead of returning it to the kernel (glibc).
+
+    Torch frees and re-allocates the same large buffers every step; glibc's defaults
+    return them with ``munmap`` and the kernel zero-fills them again on reuse. Measured
+    here: training steps ~2x faster and a third of the system time. The same effect as
+    ``MALLOC_MMAP_THRESHOLD_`` / ``MALLOC_TRIM_THRESHOLD_``; skipped when either is set,
+    on non-glibc systems, and with ``ONEDC_MEDIA_NO_MALLOC_TUNING=1``.
+    """
+    if os.environ.get("ONEDC_MEDIA_NO_MALLOC_TUNING") or any(
+        k in os.environ for k in ("MALLOC_MMAP_THRESHOLD_", "MALLOC_TRIM_THRESHOLD_")
+    ):
+        return
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        m_trim_threshold, m_mmap_threshold = -1, -3
+        libc.mallopt(ctypes.c_int(m_mmap_threshold), ctypes.c_int(1 << 30))
+        libc.mallopt(ctypes.c_int(m_trim_threshold), ctypes.c_int((1 << 31) - 1))
+    except (OSError, AttributeError):
+        pass
+
+
 def main(argv: Sequence[str] | None = None) -> int:
+    _tune_malloc()
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
