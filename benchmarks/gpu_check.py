@@ -104,11 +104,17 @@ def check_symbols(dev_engine, cpu_engine, frames, q: int) -> list[bytes]:
         ok &= torch.equal(dec.y_hat, rec.y_hat) and torch.equal(dec.z_int, rec.z_int)
         same += payload == cpu_p
         packets.append(payload)
-    record("PASS" if ok else "FAIL", "symbols",
-           f"{len(frames)} packets encoded on {dev_engine.device} decode on CPU to the encoder's "
-           f"symbols{'' if ok else ' (MISMATCH)'}")
-    record("INFO", "encode bytes", f"{same}/{len(frames)} packets byte-identical to a CPU encode "
-           "(float analysis: may differ)")
+    record(
+        "PASS" if ok else "FAIL",
+        "symbols",
+        f"{len(frames)} packets encoded on {dev_engine.device} decode on CPU to the encoder's "
+        f"symbols{'' if ok else ' (MISMATCH)'}",
+    )
+    record(
+        "INFO",
+        "encode bytes",
+        f"{same}/{len(frames)} packets byte-identical to a CPU encode (float analysis: may differ)",
+    )
     return packets
 
 
@@ -119,15 +125,22 @@ def check_pixels(dev_engine, cpu_engine, packets, *, quick: bool) -> dict:
     cpu = [cpu_engine.decompress([p])[0] for p in packets]
     fp32 = list(SequenceDecoder(dev_engine).decode(packets))
     p, mx = compare(fp32, cpu)
-    record("PASS" if p >= FP32_MIN_PSNR else "FAIL", f"pixels {dev_engine.device} fp32 vs cpu",
-           f"min PSNR {p:.1f} dB (>= {FP32_MIN_PSNR}), max |diff| {mx}")
+    record(
+        "PASS" if p >= FP32_MIN_PSNR else "FAIL",
+        f"pixels {dev_engine.device} fp32 vs cpu",
+        f"min PSNR {p:.1f} dB (>= {FP32_MIN_PSNR}), max |diff| {mx}",
+    )
     out["fp32_vs_cpu_psnr"], out["fp32_vs_cpu_maxdiff"] = p, mx
     # hybrid video regenerates intra pictures from keyframe reconstructions: does the
     # batch a frame was synthesised in change its pixels?
     single = list(SequenceDecoder(dev_engine, batch_size=1).decode(packets))
     p, mx = compare(single, fp32)
-    record("INFO", "batch invariance", f"batch 1 vs auto batches on {dev_engine.device}: min PSNR "
-           f"{p:.1f} dB, max |diff| {mx} (0: keyframe reconstructions do not depend on batching)")
+    record(
+        "INFO",
+        "batch invariance",
+        f"batch 1 vs auto batches on {dev_engine.device}: min PSNR "
+        f"{p:.1f} dB, max |diff| {mx} (0: keyframe reconstructions do not depend on batching)",
+    )
     out["batch1_vs_auto_maxdiff"] = mx
     if not str(dev_engine.device).startswith("cuda"):
         return out
@@ -138,8 +151,11 @@ def check_pixels(dev_engine, cpu_engine, packets, *, quick: bool) -> dict:
             record("FAIL", f"{prec} decode", f"{type(exc).__name__}: {exc}")
             continue
         p, mx = compare(half, fp32)
-        record("PASS" if p >= HALF_MIN_PSNR else "INFO", f"{prec} vs fp32",
-               f"min PSNR {p:.1f} dB (default-worthy >= {HALF_MIN_PSNR}), max |diff| {mx}")
+        record(
+            "PASS" if p >= HALF_MIN_PSNR else "INFO",
+            f"{prec} vs fp32",
+            f"min PSNR {p:.1f} dB (default-worthy >= {HALF_MIN_PSNR}), max |diff| {mx}",
+        )
         out[f"{prec}_vs_fp32_psnr"] = p
     variants = [("cuda_graphs", {"cuda_graphs": True})]
     if not quick:
@@ -149,9 +165,12 @@ def check_pixels(dev_engine, cpu_engine, packets, *, quick: bool) -> dict:
             t = time.perf_counter()
             got = list(SequenceDecoder(dev_engine, batch_size=2, **opts).decode(packets))
             p, mx = compare(got, fp32)
-            record("PASS" if p >= SAME_MIN_PSNR else "FAIL", f"{name} vs eager",
-                   f"min PSNR {p:.1f} dB (>= {SAME_MIN_PSNR}), max |diff| {mx}, first run "
-                   f"{time.perf_counter() - t:.1f} s")
+            record(
+                "PASS" if p >= SAME_MIN_PSNR else "FAIL",
+                f"{name} vs eager",
+                f"min PSNR {p:.1f} dB (>= {SAME_MIN_PSNR}), max |diff| {mx}, first run "
+                f"{time.perf_counter() - t:.1f} s",
+            )
         except Exception as exc:  # noqa: BLE001 - reported
             record("FAIL", f"{name}", f"{type(exc).__name__}: {exc}")
     return out
@@ -172,23 +191,41 @@ def check_errors(dev_engine, packets) -> None:
         record("FAIL", "damaged packet", "no error raised")
     except OdcFormatError as exc:
         ok = getattr(exc, "frame_index", None) == 1 and got == 1
-        record("PASS" if ok else "FAIL", "damaged packet",
-               f"raised {type(exc).__name__} at frame {getattr(exc, 'frame_index', None)} after {got} frame(s)")
+        record(
+            "PASS" if ok else "FAIL",
+            "damaged packet",
+            f"raised {type(exc).__name__} at frame {getattr(exc, 'frame_index', None)} after {got} frame(s)",
+        )
 
 
 # -- throughput ---------------------------------------------------------------------------
 
 
-def throughput(engine, packets, *, model: str, size: str, repeats: int, precision: str = "fp32",
-               sequential: bool = True, **opts) -> None:
+def throughput(
+    engine,
+    packets,
+    *,
+    model: str,
+    size: str,
+    repeats: int,
+    precision: str = "fp32",
+    sequential: bool = True,
+    **opts,
+) -> None:
     import torch
 
     from onedc_media.runtime import SequenceDecoder
 
     device = str(engine.device)
     cuda = device.startswith("cuda")
-    row: dict = {"model": model, "size": size, "device": device, "frames": len(packets),
-                 "precision": precision, **{k: v for k, v in opts.items() if v}}
+    row: dict = {
+        "model": model,
+        "size": size,
+        "device": device,
+        "frames": len(packets),
+        "precision": precision,
+        **{k: v for k, v in opts.items() if v},
+    }
     try:
         engine.decompress(packets[:1])  # warm-up
         sync(device)
@@ -222,16 +259,18 @@ def throughput(engine, packets, *, model: str, size: str, repeats: int, precisio
             stats.append(dec.last_stats)
         st = stats[len(stats) // 2]
         med = statistics.median(ts)
-        row.update({
-            "pipelined_fps": n / med,
-            "synthesis_only_fps": n / st.synthesis_s if st.synthesis_s else math.nan,
-            "entropy_fps": n / st.entropy_s * st.entropy_threads if st.entropy_s else math.nan,
-            "entropy_threads": st.entropy_threads,
-            "mean_batch": sum(st.batch_sizes) / max(1, len(st.batch_sizes)),
-            "copies_s": st.copy_s,
-            "synthesis_s": st.synthesis_s,
-            "entropy_s": st.entropy_s,
-        })
+        row.update(
+            {
+                "pipelined_fps": n / med,
+                "synthesis_only_fps": n / st.synthesis_s if st.synthesis_s else math.nan,
+                "entropy_fps": n / st.entropy_s * st.entropy_threads if st.entropy_s else math.nan,
+                "entropy_threads": st.entropy_threads,
+                "mean_batch": sum(st.batch_sizes) / max(1, len(st.batch_sizes)),
+                "copies_s": st.copy_s,
+                "synthesis_s": st.synthesis_s,
+                "entropy_s": st.entropy_s,
+            }
+        )
         if "sequential_fps" in row:
             row["speedup"] = row["pipelined_fps"] / row["sequential_fps"]
         if cuda:
@@ -240,7 +279,10 @@ def throughput(engine, packets, *, model: str, size: str, repeats: int, precisio
         row["error"] = f"{type(exc).__name__}: {exc}"
         traceback.print_exc()
     PERF.append(row)
-    say("perf " + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    say(
+        "perf "
+        + " ".join(f"{k}={v:.2f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items())
+    )
 
 
 def sd15_engine(device: str, quick: bool, tmp: Path):
@@ -257,7 +299,9 @@ def sd15_engine(device: str, quick: bool, tmp: Path):
     folder = export_model(model, tmp / "sd15-random", dtype=torch.float16)
     del model
     engine = OneDCEngine.from_pretrained(folder, device=device)
-    say(f"{engine.ref.name}: random weights built, exported, loaded in {time.perf_counter() - t:.1f} s")
+    say(
+        f"{engine.ref.name}: random weights built, exported, loaded in {time.perf_counter() - t:.1f} s"
+    )
     return engine
 
 
@@ -265,7 +309,9 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--device", default="cuda", help="cuda (default), cuda:N or cpu")
     ap.add_argument("--quick", action="store_true", help="small sizes, micro model (CPU test)")
-    ap.add_argument("--budget", type=float, default=420.0, help="seconds after which optional parts are skipped")
+    ap.add_argument(
+        "--budget", type=float, default=420.0, help="seconds after which optional parts are skipped"
+    )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, help="write checks and throughput rows here")
     args = ap.parse_args(argv)
@@ -278,8 +324,14 @@ def main(argv: list[str] | None = None) -> int:
     if device.startswith("cuda") and not torch.cuda.is_available():
         print("CUDA is not available here", file=sys.stderr)
         return 2
-    say(f"torch {torch.__version__}, device {device}"
-        + (f" ({torch.cuda.get_device_name(torch.device(device))})" if device.startswith("cuda") else ""))
+    say(
+        f"torch {torch.__version__}, device {device}"
+        + (
+            f" ({torch.cuda.get_device_name(torch.device(device))})"
+            if device.startswith("cuda")
+            else ""
+        )
+    )
     quick = args.quick
     sizes = [(64, 64), (128, 96)] if quick else [(512, 512), (1920, 1080)]
     n_check = 3 if quick else 4
@@ -317,40 +369,89 @@ def main(argv: list[str] | None = None) -> int:
                 seq = [base[i % len(base)] for i in range(n_perf[(w, h)])]
                 throughput(engine, seq, model=name, size=f"{w}x{h}", repeats=repeats)
                 if device.startswith("cuda"):
-                    throughput(engine, seq, model=name, size=f"{w}x{h}", repeats=repeats,
-                               precision="bf16", sequential=False)
+                    throughput(
+                        engine,
+                        seq,
+                        model=name,
+                        size=f"{w}x{h}",
+                        repeats=repeats,
+                        precision="bf16",
+                        sequential=False,
+                    )
                     if name == "onedc-tiny" and (w, h) == sizes[0]:
-                        throughput(engine, seq, model=name, size=f"{w}x{h}", repeats=repeats,
-                                   cuda_graphs=True, sequential=False)
+                        throughput(
+                            engine,
+                            seq,
+                            model=name,
+                            size=f"{w}x{h}",
+                            repeats=repeats,
+                            cuda_graphs=True,
+                            sequential=False,
+                        )
                         if elapsed() < args.budget * 0.5:
-                            throughput(engine, seq, model=name, size=f"{w}x{h}", repeats=repeats,
-                                       compile=True, sequential=False)
+                            throughput(
+                                engine,
+                                seq,
+                                model=name,
+                                size=f"{w}x{h}",
+                                repeats=repeats,
+                                compile=True,
+                                sequential=False,
+                            )
             del engine
         if device.startswith("cuda") and torch.cuda.device_count() > 1:
-            throughput(dev_engine, seq, model="onedc-tiny", size="multi-gpu", repeats=repeats,
-                       device="cuda:*", sequential=False)
+            throughput(
+                dev_engine,
+                seq,
+                model="onedc-tiny",
+                size="multi-gpu",
+                repeats=repeats,
+                device="cuda:*",
+                sequential=False,
+            )
 
     # summary
     print("\nSUMMARY (gpu_check, issue 7)")
-    print(f"  device {device}, {elapsed():.0f} s; tolerances: fp32 vs cpu >= {FP32_MIN_PSNR} dB, "
-          f"graphs/compile vs eager >= {SAME_MIN_PSNR} dB, half default-worthy >= {HALF_MIN_PSNR} dB")
+    print(
+        f"  device {device}, {elapsed():.0f} s; tolerances: fp32 vs cpu >= {FP32_MIN_PSNR} dB, "
+        f"graphs/compile vs eager >= {SAME_MIN_PSNR} dB, half default-worthy >= {HALF_MIN_PSNR} dB"
+    )
     for status, name, detail in CHECKS:
         print(f"  {status:4} {name}: {detail}")
-    print(f"  {'model':18} {'size':10} {'mode':14} {'seq f/s':>8} {'pipe f/s':>9} {'synth f/s':>10} "
-          f"{'ent f/s':>8} {'batch':>6} {'max MB':>8}")
+    print(
+        f"  {'model':18} {'size':10} {'mode':14} {'seq f/s':>8} {'pipe f/s':>9} {'synth f/s':>10} "
+        f"{'ent f/s':>8} {'batch':>6} {'max MB':>8}"
+    )
     for r in PERF:
-        mode = r["precision"] + ("+graphs" if r.get("cuda_graphs") else "") + ("+compile" if r.get("compile") else "")
+        mode = (
+            r["precision"]
+            + ("+graphs" if r.get("cuda_graphs") else "")
+            + ("+compile" if r.get("compile") else "")
+        )
         if "error" in r:
             print(f"  {r['model']:18} {r['size']:10} {mode:14} ERROR {r['error'][:80]}")
             continue
-        print(f"  {r['model']:18} {r['size']:10} {mode:14} {r.get('sequential_fps', math.nan):8.2f} "
-              f"{r['pipelined_fps']:9.2f} {r['synthesis_only_fps']:10.2f} {r['entropy_fps']:8.2f} "
-              f"{r['mean_batch']:6.1f} {r.get('cuda_max_alloc_mb', math.nan):8.0f}")
+        print(
+            f"  {r['model']:18} {r['size']:10} {mode:14} {r.get('sequential_fps', math.nan):8.2f} "
+            f"{r['pipelined_fps']:9.2f} {r['synthesis_only_fps']:10.2f} {r['entropy_fps']:8.2f} "
+            f"{r['mean_batch']:6.1f} {r.get('cuda_max_alloc_mb', math.nan):8.0f}"
+        )
     failed = [c for c in CHECKS if c[0] == "FAIL"] + [r for r in PERF if "error" in r]
     print(f"  RESULT: {'FAIL' if failed else 'OK'} ({len(failed)} failure(s))")
     if args.json:
-        args.json.write_text(json.dumps({"checks": CHECKS, "perf": PERF, "pixels": pix,
-                                         "device": device, "seconds": elapsed()}, indent=1, default=str))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "checks": CHECKS,
+                    "perf": PERF,
+                    "pixels": pix,
+                    "device": device,
+                    "seconds": elapsed(),
+                },
+                indent=1,
+                default=str,
+            )
+        )
     return 1 if failed else 0
 
 

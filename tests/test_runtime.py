@@ -66,8 +66,9 @@ class FakeEngine:
 
     device = "cpu"
 
-    def __init__(self, *, entropy_s: float = 0.0, synth_s: float = 0.0, bad_entropy=(),
-                 bad_synthesis=()) -> None:
+    def __init__(
+        self, *, entropy_s: float = 0.0, synth_s: float = 0.0, bad_entropy=(), bad_synthesis=()
+    ) -> None:
         self.entropy_s, self.synth_s = entropy_s, synth_s
         self.bad_entropy, self.bad_synthesis = set(bad_entropy), set(bad_synthesis)
         self.batches: list[list[int]] = []
@@ -180,7 +181,9 @@ def test_entropy_error_surfaces_with_frame_index():
         got.extend(SequenceDecoder(eng, batch_size=3, entropy_threads=3).decode(packets(30)))
     err = info.value
     assert err.frame_index == 7 and err.stage == "entropy"
-    assert isinstance(err, BitstreamError) and isinstance(err, ValueError)  # old handlers still catch it
+    assert isinstance(err, BitstreamError) and isinstance(
+        err, ValueError
+    )  # old handlers still catch it
     assert isinstance(err.__cause__, BitstreamError) and "damaged packet 7" in str(err)
     check_frames(got, 7)  # every frame before it came out first
     assert_no_threads()
@@ -266,9 +269,15 @@ def test_keyboard_interrupt_in_the_packet_source():
 
 
 def test_options_are_checked():
-    for bad in ({"batch_size": 0}, {"batch_size": "big"}, {"entropy_threads": 0},
-                {"queue_depth": 0}, {"precision": "int8"}, {"cuda_graphs": True},
-                {"compile": True, "precision": "bf16"}):
+    for bad in (
+        {"batch_size": 0},
+        {"batch_size": "big"},
+        {"entropy_threads": 0},
+        {"queue_depth": 0},
+        {"precision": "int8"},
+        {"cuda_graphs": True},
+        {"compile": True, "precision": "bf16"},
+    ):
         with pytest.raises(CodecOptionError):
             SequenceDecoder(FakeEngine(), **bad)
     with pytest.raises(CodecOptionError):
@@ -285,7 +294,9 @@ class FakeAsyncSynthesizer:
     """A device that computes in the background: ``submit`` returns at once, ``collect``
     waits (as the CUDA synthesizer does with its streams)."""
 
-    def __init__(self, engine: FakeEngine, device: str, depth: int = 2, delay: float = 0.004) -> None:
+    def __init__(
+        self, engine: FakeEngine, device: str, depth: int = 2, delay: float = 0.004
+    ) -> None:
         self.engine, self.device, self.depth, self.delay = engine, device, depth, delay
         self.lock = threading.Lock()
         self.in_flight = self.max_in_flight = self.collected = 0
@@ -305,7 +316,10 @@ class FakeAsyncSynthesizer:
         time.sleep(max(0.0, ready - time.monotonic()))
         self.in_flight -= 1
         self.collected += 1
-        return self.engine.synthesize(items, batch_size=len(items)), {"synthesis": self.delay, "copies": 0.001}
+        return self.engine.synthesize(items, batch_size=len(items)), {
+            "synthesis": self.delay,
+            "copies": 0.001,
+        }
 
 
 def test_overlapped_devices_round_robin_in_order():
@@ -317,7 +331,9 @@ def test_overlapped_devices_round_robin_in_order():
     dec.synthesizers = devs
     check_frames(list(dec.decode(packets(60))), 60)
     assert all(d.max_in_flight <= d.depth and d.in_flight == 0 for d in devs)
-    assert all(d.indexes for d in devs) and sorted(devs[0].indexes + devs[1].indexes) == list(range(60))
+    assert all(d.indexes for d in devs) and sorted(devs[0].indexes + devs[1].indexes) == list(
+        range(60)
+    )
     assert dec.last_stats.copy_s > 0
     assert_no_threads()
 
@@ -430,19 +446,25 @@ def test_pipelined_equals_sequential(engine, coded):
     rec = RecordingEngine(engine)
     # batch 1 on the engine's own (NCHW) networks: the very same computations, so the very
     # same pixels
-    one = list(SequenceDecoder(rec, batch_size=1, entropy_threads=3, channels_last=False).decode(coded))
+    one = list(
+        SequenceDecoder(rec, batch_size=1, entropy_threads=3, channels_last=False).decode(coded)
+    )
     assert all(np.array_equal(a, b) for a, b in zip(one, sequential))
     # entropy decoding on threads is exact: the latents equal a sequential decode's
     for p in coded:
         ref = engine.entropy_decode(p)
-        assert torch.equal(rec.latents[p].y_hat, ref.y_hat) and torch.equal(rec.latents[p].z_int, ref.z_int)
+        assert torch.equal(rec.latents[p].y_hat, ref.y_hat) and torch.equal(
+            rec.latents[p].z_int, ref.z_int
+        )
     # batched synthesis on the default NHWC replica: the same frames up to kernel float
     # noise (measured: at most 1 level; oneDNN blocks convolutions by batch size and
     # layout): allow 2 levels, as the engine's own batched-decode test does
     dec = SequenceDecoder(engine, batch_size=4, entropy_threads=2)
     batched = list(dec.decode(coded))
     assert [f.shape for f in batched] == [f.shape for f in sequential]
-    diff = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(batched, sequential))
+    diff = max(
+        int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(batched, sequential)
+    )
     assert diff <= 2, diff
     assert max(dec.last_stats.batch_sizes) > 1
     assert_no_threads()
@@ -499,8 +521,25 @@ def test_bench_decode_cli(capsys):
 
     threads = torch.get_num_threads()
     try:  # one torch thread: no OpenMP spin-waiting on a busy test machine
-        rc = main(["bench", "decode", "--frames", "2", "--size", "64x48", "--batch", "2",
-                   "--repeats", "1", "--warmup", "0", "--torch-threads", "1", "--json"])
+        rc = main(
+            [
+                "bench",
+                "decode",
+                "--frames",
+                "2",
+                "--size",
+                "64x48",
+                "--batch",
+                "2",
+                "--repeats",
+                "1",
+                "--warmup",
+                "0",
+                "--torch-threads",
+                "1",
+                "--json",
+            ]
+        )
     finally:
         torch.set_num_threads(threads)
     assert rc == 0
@@ -520,7 +559,12 @@ def test_gpu_check_cpu_quick():
     env = {**os.environ, "GOMP_SPINCOUNT": os.environ.get("GOMP_SPINCOUNT", "1000")}
     res = subprocess.run(
         [sys.executable, str(ROOT / "benchmarks" / "gpu_check.py"), "--device", "cpu", "--quick"],
-        check=False, capture_output=True, text=True, timeout=300, cwd=ROOT, env=env,
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        cwd=ROOT,
+        env=env,
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "SUMMARY" in res.stdout and "FAIL" not in res.stdout

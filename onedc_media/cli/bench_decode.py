@@ -28,39 +28,92 @@ def _batch(text: str) -> int | str:
     except ValueError:
         value = 0
     if value < 1:
-        raise argparse.ArgumentTypeError(f"batch must be 'auto' or a positive integer, not {text!r}")
+        raise argparse.ArgumentTypeError(
+            f"batch must be 'auto' or a positive integer, not {text!r}"
+        )
     return value
 
 
 def _args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--frames", "-n", type=int, default=32, help="keyframes in the sequence (default 32)")
-    p.add_argument("--size", type=_size, default=(512, 512), metavar="WxH",
-                   help="frame size (default 512x512)")
-    p.add_argument("--model", "-m", default="onedc-tiny",
-                   help="embedded model name or exported model folder (default onedc-tiny)")
+    p.add_argument(
+        "--frames", "-n", type=int, default=32, help="keyframes in the sequence (default 32)"
+    )
+    p.add_argument(
+        "--size", type=_size, default=(512, 512), metavar="WxH", help="frame size (default 512x512)"
+    )
+    p.add_argument(
+        "--model",
+        "-m",
+        default="onedc-tiny",
+        help="embedded model name or exported model folder (default onedc-tiny)",
+    )
     p.add_argument("--device", default="cpu", help="cpu (default), cuda, cuda:N or auto")
-    p.add_argument("--batch", type=_batch, default="auto", metavar="N|auto",
-                   help="synthesis batch size for batched and pipelined (default auto: from free memory)")
-    p.add_argument("--entropy-threads", type=int, default=None, metavar="N",
-                   help="entropy-decoding threads of the pipelined decoder (default: from the cores)")
-    p.add_argument("--queue-depth", type=int, default=None, metavar="N",
-                   help="frames in flight in the pipelined decoder (default: from the batch size)")
-    p.add_argument("--precision", choices=("fp32", "bf16", "fp16"), default="fp32",
-                   help="synthesis precision (default fp32; the engine runs in fp32 either way)")
-    p.add_argument("--no-channels-last", dest="channels_last", action="store_const", const=False,
-                   default=None, help="run the pipelined decoder on the engine's NCHW networks "
-                   "(default on CPU: an NHWC replica, faster with oneDNN)")
-    p.add_argument("--compile", action="store_true",
-                   help="pipelined: fixed-shape compilation (CPU: frozen TorchScript traces; CUDA: "
-                   "torch.compile); its one-time cost is reported, not timed")
-    p.add_argument("--quality", "-q", type=int, default=3, help="rate point 1..N of the packets (default 3)")
-    p.add_argument("--image", "-i", action="append", default=[], metavar="FILE",
-                   help="photo to pan over (repeatable); default: the test photos, else synthetic")
-    p.add_argument("--torch-threads", type=int, default=None, metavar="N",
-                   help="torch.set_num_threads(N) for the whole run, all subjects alike "
-                   "(default: torch's; on a busy machine 1 avoids OpenMP barrier stalls)")
-    p.add_argument("--subjects", default="sequential,batched,pipelined",
-                   help="comma-separated subset of sequential,batched,pipelined")
+    p.add_argument(
+        "--batch",
+        type=_batch,
+        default="auto",
+        metavar="N|auto",
+        help="synthesis batch size for batched and pipelined (default auto: from free memory)",
+    )
+    p.add_argument(
+        "--entropy-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="entropy-decoding threads of the pipelined decoder (default: from the cores)",
+    )
+    p.add_argument(
+        "--queue-depth",
+        type=int,
+        default=None,
+        metavar="N",
+        help="frames in flight in the pipelined decoder (default: from the batch size)",
+    )
+    p.add_argument(
+        "--precision",
+        choices=("fp32", "bf16", "fp16"),
+        default="fp32",
+        help="synthesis precision (default fp32; the engine runs in fp32 either way)",
+    )
+    p.add_argument(
+        "--no-channels-last",
+        dest="channels_last",
+        action="store_const",
+        const=False,
+        default=None,
+        help="run the pipelined decoder on the engine's NCHW networks "
+        "(default on CPU: an NHWC replica, faster with oneDNN)",
+    )
+    p.add_argument(
+        "--compile",
+        action="store_true",
+        help="pipelined: fixed-shape compilation (CPU: frozen TorchScript traces; CUDA: "
+        "torch.compile); its one-time cost is reported, not timed",
+    )
+    p.add_argument(
+        "--quality", "-q", type=int, default=3, help="rate point 1..N of the packets (default 3)"
+    )
+    p.add_argument(
+        "--image",
+        "-i",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="photo to pan over (repeatable); default: the test photos, else synthetic",
+    )
+    p.add_argument(
+        "--torch-threads",
+        type=int,
+        default=None,
+        metavar="N",
+        help="torch.set_num_threads(N) for the whole run, all subjects alike "
+        "(default: torch's; on a busy machine 1 avoids OpenMP barrier stalls)",
+    )
+    p.add_argument(
+        "--subjects",
+        default="sequential,batched,pipelined",
+        help="comma-separated subset of sequential,batched,pipelined",
+    )
 
 
 def _run(args: argparse.Namespace) -> object:
@@ -94,10 +147,17 @@ def _run(args: argparse.Namespace) -> object:
     del frames
     subjects = [s.strip() for s in args.subjects.split(",") if s.strip()]
     return bench_decode(
-        engine, packets, batch_size=args.batch, entropy_threads=args.entropy_threads,
-        queue_depth=args.queue_depth, precision=args.precision,
-        channels_last=args.channels_last, compile=args.compile, subjects=subjects,
-        repeats=args.repeats, warmup=args.warmup,
+        engine,
+        packets,
+        batch_size=args.batch,
+        entropy_threads=args.entropy_threads,
+        queue_depth=args.queue_depth,
+        precision=args.precision,
+        channels_last=args.channels_last,
+        compile=args.compile,
+        subjects=subjects,
+        repeats=args.repeats,
+        warmup=args.warmup,
         title=f"decode: {len(packets)} frames {w}x{h} {engine.ref.name} q{args.quality}",
     )
 

@@ -47,8 +47,14 @@ def _photo_dir() -> Path:
     return Path(__file__).resolve().parents[2] / "tests" / "data"
 
 
-def make_clip(frames: int, height: int, width: int, *, photos: Sequence[np.ndarray] | None = None,
-              seed: int = 0) -> list[np.ndarray]:
+def make_clip(
+    frames: int,
+    height: int,
+    width: int,
+    *,
+    photos: Sequence[np.ndarray] | None = None,
+    seed: int = 0,
+) -> list[np.ndarray]:
     """*frames* RGB frames of ``height x width``: slow pans over real photos, one shot per
     photo (``tests/data`` of a source checkout; a synthetic photo-like picture
     otherwise), like the keyframes of a clip with scene cuts."""
@@ -70,19 +76,24 @@ def make_clip(frames: int, height: int, width: int, *, photos: Sequence[np.ndarr
         t = (i % per_shot) / max(1, per_shot - 1)  # 0 -> 1 across the shot
         # scale so the frame is 80 % of the photo's short side, then pan diagonally
         scale = max(height / (0.8 * photo.shape[0]), width / (0.8 * photo.shape[1]))
-        big = cv2.resize(photo, (math.ceil(photo.shape[1] * scale), math.ceil(photo.shape[0] * scale)),
-                         interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC)
+        big = cv2.resize(
+            photo,
+            (math.ceil(photo.shape[1] * scale), math.ceil(photo.shape[0] * scale)),
+            interpolation=cv2.INTER_AREA if scale < 1 else cv2.INTER_CUBIC,
+        )
         y0 = round(t * (big.shape[0] - height))
         x0 = round(t * (big.shape[1] - width))
-        out.append(np.ascontiguousarray(big[y0:y0 + height, x0:x0 + width]))
+        out.append(np.ascontiguousarray(big[y0 : y0 + height, x0 : x0 + width]))
     return out
 
 
-def encode_sequence(engine: Any, frames: Sequence[np.ndarray], q: int, *, chunk: int = 4) -> list[bytes]:
+def encode_sequence(
+    engine: Any, frames: Sequence[np.ndarray], q: int, *, chunk: int = 4
+) -> list[bytes]:
     """OneDC packets of *frames* (analysis batched by *chunk*; not timed)."""
     packets: list[bytes] = []
     for s in range(0, len(frames), chunk):
-        packets += engine.compress(list(frames[s:s + chunk]), q)
+        packets += engine.compress(list(frames[s : s + chunk]), q)
     return packets
 
 
@@ -131,7 +142,9 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
     return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
 
 
-def _agreement(engine: Any, runtime: Any, packets: Sequence[bytes], b: int) -> dict[str, dict[str, Any]]:
+def _agreement(
+    engine: Any, runtime: Any, packets: Sequence[bytes], b: int
+) -> dict[str, dict[str, Any]]:
     """Frames of the batched and pipelined subjects against sequential decoding (untimed):
     min PSNR (dB, ``inf`` when identical) and max |difference| over *packets*."""
     reference = [engine.decompress([p])[0] for p in packets]
@@ -142,8 +155,13 @@ def _agreement(engine: Any, runtime: Any, packets: Sequence[bytes], b: int) -> d
     out = {}
     for name, frames in got.items():
         ps = min(_psnr(x, r) for x, r in zip(frames, reference))
-        diff = max(int(np.abs(x.astype(int) - r.astype(int)).max()) for x, r in zip(frames, reference))
-        out[name] = {"psnr_vs_seq": "inf" if math.isinf(ps) else round(ps, 1), "maxdiff_vs_seq": diff}
+        diff = max(
+            int(np.abs(x.astype(int) - r.astype(int)).max()) for x, r in zip(frames, reference)
+        )
+        out[name] = {
+            "psnr_vs_seq": "inf" if math.isinf(ps) else round(ps, 1),
+            "maxdiff_vs_seq": diff,
+        }
     return out
 
 
@@ -173,9 +191,15 @@ def bench_decode(
 
         raise CodecOptionError(f"unknown subject(s) {unknown}; choose from {', '.join(SUBJECTS)}")
     cuda = _cuda_devices(engine)
-    runtime = SequenceDecoder(engine, batch_size=batch_size, entropy_threads=entropy_threads,
-                              queue_depth=queue_depth, precision=precision,
-                              channels_last=channels_last, compile=compile)
+    runtime = SequenceDecoder(
+        engine,
+        batch_size=batch_size,
+        entropy_threads=entropy_threads,
+        queue_depth=queue_depth,
+        precision=precision,
+        channels_last=channels_last,
+        compile=compile,
+    )
     first = engine.entropy_decode(packets[0])
     # one untimed run through the runtime: CUDA measures the batch size of this shape on
     # its first batch, compile traces it; both are one-time costs, reported apart
@@ -219,11 +243,21 @@ def bench_decode(
             pass
         st = runtime.last_stats
         assert st is not None
-        stage_log["pipelined"].append({"entropy": st.entropy_s, "synthesis": st.synthesis_s,
-                                       "copies": st.copy_s, "wait": st.wait_s,
-                                       "batches": float(st.batches)})
+        stage_log["pipelined"].append(
+            {
+                "entropy": st.entropy_s,
+                "synthesis": st.synthesis_s,
+                "copies": st.copy_s,
+                "wait": st.wait_s,
+                "batches": float(st.batches),
+            }
+        )
 
-    fns: dict[str, Callable[[], None]] = {"sequential": sequential, "batched": batched, "pipelined": pipelined}
+    fns: dict[str, Callable[[], None]] = {
+        "sequential": sequential,
+        "batched": batched,
+        "pipelined": pipelined,
+    }
     peaks: dict[str, list[float]] = {s: [] for s in subjects}
     cuda_peaks: dict[str, list[float]] = {s: [] for s in subjects}
     rss = PeakRSS()
@@ -238,7 +272,10 @@ def bench_decode(
             sync()
             peaks[name].append(rss.peak_mb())
             if cuda:
-                cuda_peaks[name].append(sum(torch.cuda.max_memory_allocated(d) for d in cuda) / 2**20)
+                cuda_peaks[name].append(
+                    sum(torch.cuda.max_memory_allocated(d) for d in cuda) / 2**20
+                )
+
         return run
 
     # cheap warm-up of every shape/batch size (kernel selection, allocator), not timed
@@ -270,12 +307,18 @@ def bench_decode(
         "warmup": warmup,
     }
     title = title or f"decode: {len(packets)} frames"
-    layout = "nhwc" if getattr(runtime.synthesizers[0].engine, "model", None) is not getattr(
-        engine, "model", None) else "engine's"
+    layout = (
+        "nhwc"
+        if getattr(runtime.synthesizers[0].engine, "model", None)
+        is not getattr(engine, "model", None)
+        else "engine's"
+    )
     compiled = f", compiled (once: {compile_s:.1f} s, untimed)" if compile else ""
-    title += (f" on {settings['device']}, batch {b}, {runtime.entropy_threads} entropy thread(s), "
-              f"runtime layout {layout}{compiled}, "
-              f"median of {repeats} (pipelined stage rows: busy time summed over threads)")
+    title += (
+        f" on {settings['device']}, batch {b}, {runtime.entropy_threads} entropy thread(s), "
+        f"runtime layout {layout}{compiled}, "
+        f"median of {repeats} (pipelined stage rows: busy time summed over threads)"
+    )
     result = BenchResult(title, settings=settings)
     seq_median = None
     for s in subjects:
@@ -308,7 +351,11 @@ def bench_decode(
             vals = tuple(e[stage] for e in log if stage in e)
             if vals and (stage != "copies" or any(vals)):
                 result.rows.append(BenchRow(s, stage, vals, pixels, len(packets)))
-    result.reference = "sequential" if seq_median else (result.rows[0].subject if result.rows else None)
+    result.reference = (
+        "sequential" if seq_median else (result.rows[0].subject if result.rows else None)
+    )
     if not rss.resettable:
-        result.notes.append("peak RSS could not be reset between subjects: it is the process's peak")
+        result.notes.append(
+            "peak RSS could not be reset between subjects: it is the process's peak"
+        )
     return result

@@ -106,12 +106,15 @@ class FrozenFunction:
         try:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent branches
-                traced = torch.jit.trace(_Synthesize(self.model), (y.contiguous(), z.contiguous()),
-                                         check_trace=False)
+                traced = torch.jit.trace(
+                    _Synthesize(self.model), (y.contiguous(), z.contiguous()), check_trace=False
+                )
                 fn = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
                 fn(y, z)  # the first runs specialise further
         except Exception as exc:  # noqa: BLE001 - an optimisation: fall back to eager
-            log.warning("tracing the synthesis for shape %s failed (running eagerly): %s", key[:2], exc)
+            log.warning(
+                "tracing the synthesis for shape %s failed (running eagerly): %s", key[:2], exc
+            )
             self.failed.add(key)
             return None
         self.trace_s += time.perf_counter() - t0

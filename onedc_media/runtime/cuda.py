@@ -92,7 +92,9 @@ class GraphedFunction:
             try:
                 entry = self._capture(y, z)
             except Exception as exc:  # noqa: BLE001 - an optimisation: fall back to eager
-                log.warning("CUDA graph capture failed for shape %s (running eagerly): %s", key[:2], exc)
+                log.warning(
+                    "CUDA graph capture failed for shape %s (running eagerly): %s", key[:2], exc
+                )
                 self.failed.add(key)
                 torch.cuda.synchronize(self.device)
                 return self.fn(y, z)
@@ -147,8 +149,15 @@ class CudaSynthesizer:
 
     depth = _SLOTS
 
-    def __init__(self, engine: Any, *, batch_size: int | str = "auto", precision: str = "fp32",
-                 compile: bool = False, cuda_graphs: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        batch_size: int | str = "auto",
+        precision: str = "fp32",
+        compile: bool = False,
+        cuda_graphs: bool = False,
+    ) -> None:
         import torch
 
         if not torch.cuda.is_available():
@@ -170,7 +179,9 @@ class CudaSynthesizer:
         self.compute_stream = torch.cuda.Stream(device=dev)
         self.limits: dict[Any, int] = {}  # shape_key -> batch size ("auto": measured)
         self.frame_bytes: dict[Any, int] = {}  # shape_key -> measured peak bytes per frame
-        self._pinned: list[OrderedDict[tuple, tuple[Any, Any, Any]]] = [OrderedDict() for _ in range(_SLOTS)]
+        self._pinned: list[OrderedDict[tuple, tuple[Any, Any, Any]]] = [
+            OrderedDict() for _ in range(_SLOTS)
+        ]
         self._free_slots = list(range(_SLOTS))
         self.compiled = False
         self.engine = self._with_synthesize(engine, compile, cuda_graphs)
@@ -194,7 +205,9 @@ class CudaSynthesizer:
                     try:
                         return compiled(y, z)
                     except Exception as exc:  # noqa: BLE001 - an optimisation: fall back
-                        log.warning("torch.compile of the synthesis failed (running eagerly): %s", exc)
+                        log.warning(
+                            "torch.compile of the synthesis failed (running eagerly): %s", exc
+                        )
                         state["ok"] = False
                 return eager(y, z)
 
@@ -214,9 +227,13 @@ class CudaSynthesizer:
 
         free, _total = torch.cuda.mem_get_info(self.dev)
         cached = torch.cuda.memory_reserved(self.dev) - torch.cuda.memory_allocated(self.dev)
-        return int(max(1, min(GPU_MAX_BATCH, ((free + cached) * MEMORY_SHARE) // max(per_frame, 1))))
+        return int(
+            max(1, min(GPU_MAX_BATCH, ((free + cached) * MEMORY_SHARE) // max(per_frame, 1)))
+        )
 
-    def _buffers(self, slot: int, b: int, y_shape: tuple, z_shape: tuple, out_hw: tuple[int, int]) -> tuple:
+    def _buffers(
+        self, slot: int, b: int, y_shape: tuple, z_shape: tuple, out_hw: tuple[int, int]
+    ) -> tuple:
         import torch
 
         key = (b, y_shape, z_shape, out_hw)
@@ -260,7 +277,8 @@ class CudaSynthesizer:
                     torch.cuda.reset_peak_memory_stats(self.dev)
                     h.base_bytes = torch.cuda.memory_allocated(self.dev)
                 h.ev_start, h.ev_h2d, h.ev_c0, h.ev_done, h.ev_d2h = (
-                    torch.cuda.Event(enable_timing=True) for _ in range(5))
+                    torch.cuda.Event(enable_timing=True) for _ in range(5)
+                )
                 with torch.cuda.stream(self.copy_stream):
                     h.ev_start.record()
                     y = y_host.to(self.dev, non_blocking=True)
@@ -275,7 +293,9 @@ class CudaSynthesizer:
                     y = y.to(e.dtype)
                     z = z.to(e.dtype)
                     if self.amp_dtype is not None:
-                        with torch.autocast("cuda", dtype=self.amp_dtype, cache_enabled=not self.graphs):
+                        with torch.autocast(
+                            "cuda", dtype=self.amp_dtype, cache_enabled=not self.graphs
+                        ):
                             x = e._synthesize_tiled(y, z)
                     else:
                         x = e._synthesize_tiled(y, z)
@@ -295,8 +315,13 @@ class CudaSynthesizer:
                     per = max(1, peak // h.n)
                     self.frame_bytes[key] = per
                     self.limits[key] = self._limit_from(per)
-                    log.info("%s: %.0f MiB per frame for latents %s: batches of %d", self.device,
-                             per / 2**20, key, self.limits[key])
+                    log.info(
+                        "%s: %.0f MiB per frame for latents %s: batches of %d",
+                        self.device,
+                        per / 2**20,
+                        key,
+                        self.limits[key],
+                    )
         except BaseException:
             self._release(h)
             raise
@@ -313,7 +338,8 @@ class CudaSynthesizer:
             host_copy = time.perf_counter() - t0
             times = {
                 "synthesis": h.ev_c0.elapsed_time(h.ev_done) / 1e3,
-                "copies": (h.ev_start.elapsed_time(h.ev_h2d) + h.ev_done.elapsed_time(h.ev_d2h)) / 1e3
+                "copies": (h.ev_start.elapsed_time(h.ev_h2d) + h.ev_done.elapsed_time(h.ev_d2h))
+                / 1e3
                 + host_copy,
             }
         finally:

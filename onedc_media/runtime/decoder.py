@@ -134,8 +134,15 @@ def available_memory() -> int:
         return 4 << 30
 
 
-def auto_batch_size(engine: Any, height: int, width: int, *, free_bytes: int | None = None,
-                    per_frame_bytes: int | None = None, cap: int = CPU_MAX_BATCH) -> int:
+def auto_batch_size(
+    engine: Any,
+    height: int,
+    width: int,
+    *,
+    free_bytes: int | None = None,
+    per_frame_bytes: int | None = None,
+    cap: int = CPU_MAX_BATCH,
+) -> int:
     """The batch size "auto" uses for pictures of this size on CPU: about
     :data:`CPU_BATCH_PIXELS` pixels, and no more frames than :data:`MEMORY_SHARE` of the
     free memory holds; at most *cap*, at least 1.
@@ -186,10 +193,17 @@ class CpuSynthesizer:
 
     depth = 1
 
-    def __init__(self, engine: Any, batch_size: int | str = "auto", precision: str = "fp32",
-                 compile: bool = False) -> None:
+    def __init__(
+        self,
+        engine: Any,
+        batch_size: int | str = "auto",
+        precision: str = "fp32",
+        compile: bool = False,
+    ) -> None:
         if precision not in ("fp32", "bf16"):
-            raise CodecOptionError(f"precision {precision!r} is not available on CPU (fp32 or bf16)")
+            raise CodecOptionError(
+                f"precision {precision!r} is not available on CPU (fp32 or bf16)"
+            )
         self.frozen = None
         if compile and hasattr(engine, "model"):
             from onedc_media.runtime.compiled import frozen_synthesize, with_synthesize
@@ -296,7 +310,9 @@ class _Entry:
 class _Failure:
     __slots__ = ("cause", "index", "last", "stage")
 
-    def __init__(self, cause: BaseException, index: int, stage: str, last: int | None = None) -> None:
+    def __init__(
+        self, cause: BaseException, index: int, stage: str, last: int | None = None
+    ) -> None:
         self.cause, self.index, self.stage, self.last = cause, index, stage, last
 
     def raise_(self) -> None:
@@ -324,8 +340,10 @@ class _Run:
         self.halt_at: int | None = None  # the first failed frame: nothing after it is needed
         self.stop = False
         self.fatal: BaseException | None = None
-        self.stats = DecodeStats(devices=tuple(s.device for s in owner.synthesizers),
-                                 entropy_threads=owner.entropy_threads)
+        self.stats = DecodeStats(
+            devices=tuple(s.device for s in owner.synthesizers),
+            entropy_threads=owner.entropy_threads,
+        )
         self.threads: list[threading.Thread] = []
         self.feeder: threading.Thread | None = None
 
@@ -333,10 +351,18 @@ class _Run:
     def start(self) -> None:
         name = "onedc-runtime"
         for i in range(self.owner.entropy_threads):
-            self.threads.append(threading.Thread(target=self._entropy_loop, name=f"{name}-entropy-{i}", daemon=True))
+            self.threads.append(
+                threading.Thread(target=self._entropy_loop, name=f"{name}-entropy-{i}", daemon=True)
+            )
         for synth in self.owner.synthesizers:
-            self.threads.append(threading.Thread(target=self._synth_loop, args=(synth,),
-                                                 name=f"{name}-synth-{synth.device}", daemon=True))
+            self.threads.append(
+                threading.Thread(
+                    target=self._synth_loop,
+                    args=(synth,),
+                    name=f"{name}-synth-{synth.device}",
+                    daemon=True,
+                )
+            )
         self.feeder = threading.Thread(target=self._feed_loop, name=f"{name}-feed", daemon=True)
         for t in self.threads:
             t.start()
@@ -353,12 +379,16 @@ class _Run:
             if t is not me:
                 t.join(_JOIN_S)
                 if t.is_alive():
-                    log.warning("decoder runtime: thread %s did not stop within %.0f s", t.name, _JOIN_S)
+                    log.warning(
+                        "decoder runtime: thread %s did not stop within %.0f s", t.name, _JOIN_S
+                    )
         if self.feeder is not None and self.feeder is not me:
             self.feeder.join(_FEEDER_JOIN_S)
             if self.feeder.is_alive():
-                log.debug("decoder runtime: the packet source is still blocking the feeder; it "
-                          "exits when the source returns")
+                log.debug(
+                    "decoder runtime: the packet source is still blocking the feeder; it "
+                    "exits when the source returns"
+                )
         with self.cond:  # drop what is left (frames, latents, packets)
             self.pending.clear()
             self.results.clear()
@@ -497,10 +527,14 @@ class _Run:
                     i += 1
             return batch
 
-    def _deliver(self, batch: list[_Entry], frames: list[np.ndarray], times: dict[str, float]) -> None:
+    def _deliver(
+        self, batch: list[_Entry], frames: list[np.ndarray], times: dict[str, float]
+    ) -> None:
         with self.cond:
             if len(frames) != len(batch):
-                exc = RuntimeError(f"synthesis returned {len(frames)} pictures for {len(batch)} frames")
+                exc = RuntimeError(
+                    f"synthesis returned {len(frames)} pictures for {len(batch)} frames"
+                )
                 self._fail(batch, exc)
                 return
             for entry, frame in zip(batch, frames):
@@ -526,7 +560,10 @@ class _Run:
                 try:
                     self._synth_batches(synth, inflight)
                 finally:
-                    for _, handle in inflight:  # stopped early: let the device finish with its buffers
+                    for (
+                        _,
+                        handle,
+                    ) in inflight:  # stopped early: let the device finish with its buffers
                         try:
                             synth.collect(handle)
                         except Exception:  # noqa: BLE001, S110 - the run is being abandoned
@@ -634,8 +671,14 @@ def engine_on(engine: Any, device: str, *, channels_last: bool = False) -> Any:
             import copy
 
             model = copy.deepcopy(engine.model)
-            replica = type(engine)(model, engine.parsing, engine.ref, device=torch.device(dev),
-                                   dtype=engine.dtype, tile=engine.tile)
+            replica = type(engine)(
+                model,
+                engine.parsing,
+                engine.ref,
+                device=torch.device(dev),
+                dtype=engine.dtype,
+                tile=engine.tile,
+            )
             if channels_last:
                 replica.model.to(memory_format=torch.channels_last)
             cache[(dev, channels_last)] = replica
@@ -677,13 +720,25 @@ class SequenceDecoder:
         cuda_graphs: replay CUDA graphs for repeated batch shapes (CUDA).
     """
 
-    def __init__(self, engine: Any, *, batch_size: int | str = "auto", entropy_threads: int | None = None,
-                 queue_depth: int | None = None, device: Any = None, precision: str = "fp32",
-                 channels_last: bool | None = None, compile: bool = False,
-                 cuda_graphs: bool = False) -> None:
-        if batch_size != "auto" and (isinstance(batch_size, bool) or not isinstance(batch_size, int)
-                                     or batch_size < 1):
-            raise CodecOptionError(f"batch_size must be 'auto' or a positive integer, got {batch_size!r}")
+    def __init__(
+        self,
+        engine: Any,
+        *,
+        batch_size: int | str = "auto",
+        entropy_threads: int | None = None,
+        queue_depth: int | None = None,
+        device: Any = None,
+        precision: str = "fp32",
+        channels_last: bool | None = None,
+        compile: bool = False,
+        cuda_graphs: bool = False,
+    ) -> None:
+        if batch_size != "auto" and (
+            isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
+        ):
+            raise CodecOptionError(
+                f"batch_size must be 'auto' or a positive integer, got {batch_size!r}"
+            )
         if precision not in ("fp32", "bf16", "fp16"):
             raise CodecOptionError(f"precision must be fp32, bf16 or fp16, got {precision!r}")
         self.engine = engine
@@ -698,26 +753,37 @@ class SequenceDecoder:
                     raise CodecOptionError(f"device {dev!r} requested but CUDA is not available")
                 from onedc_media.runtime.cuda import CudaSynthesizer
 
-                self.synthesizers.append(CudaSynthesizer(
-                    engine_on(engine, dev, channels_last=bool(channels_last)),
-                    batch_size=batch_size, precision=precision,
-                    compile=compile, cuda_graphs=cuda_graphs))
+                self.synthesizers.append(
+                    CudaSynthesizer(
+                        engine_on(engine, dev, channels_last=bool(channels_last)),
+                        batch_size=batch_size,
+                        precision=precision,
+                        compile=compile,
+                        cuda_graphs=cuda_graphs,
+                    )
+                )
             else:
                 if cuda_graphs:
                     raise CodecOptionError("cuda_graphs needs a CUDA device")
                 if compile and precision != "fp32":
                     raise CodecOptionError("compile on CPU runs fp32 only")
                 cl = channels_last is None or channels_last
-                self.synthesizers.append(CpuSynthesizer(
-                    engine_on(engine, dev, channels_last=cl), batch_size, precision, compile))
+                self.synthesizers.append(
+                    CpuSynthesizer(
+                        engine_on(engine, dev, channels_last=cl), batch_size, precision, compile
+                    )
+                )
         if entropy_threads is None:
             entropy_threads = _default_entropy_threads(devices)
         if entropy_threads < 1:
             raise CodecOptionError(f"entropy_threads must be at least 1, got {entropy_threads}")
         self.entropy_threads = int(entropy_threads)
         if queue_depth is None:
-            per = batch_size if isinstance(batch_size, int) else (
-                GPU_MAX_BATCH // 2 if devices[0].startswith("cuda") else CPU_MAX_BATCH)
+            per = (
+                batch_size
+                if isinstance(batch_size, int)
+                else (GPU_MAX_BATCH // 2 if devices[0].startswith("cuda") else CPU_MAX_BATCH)
+            )
             queue_depth = 2 * per * len(self.synthesizers) + self.entropy_threads
         if queue_depth < 1:
             raise CodecOptionError(f"queue_depth must be at least 1, got {queue_depth}")
@@ -802,6 +868,9 @@ def decode_frames(decoder: Any, packets: Iterable[Any], **options: Any) -> Itera
     engine = getattr(decoder, "engine", decoder)
     if hasattr(engine, "entropy_decode") and hasattr(engine, "synthesize"):
         return SequenceDecoder(engine, **options).decode(packets)
-    return SequenceDecoder(_CodecStages(decoder), batch_size=1, entropy_threads=1,
-                           queue_depth=options.get("queue_depth", 4)).decode(packets)
-
+    return SequenceDecoder(
+        _CodecStages(decoder),
+        batch_size=1,
+        entropy_threads=1,
+        queue_depth=options.get("queue_depth", 4),
+    ).decode(packets)

@@ -32,8 +32,14 @@ class FrameDecodeError(OdcError):
         ``frame_index..last_index`` were decoded together); else ``frame_index``.
     """
 
-    def __init__(self, *args: object, frame_index: int = -1, stage: str = "",
-                 last_index: int | None = None, filename: str | None = None) -> None:
+    def __init__(
+        self,
+        *args: object,
+        frame_index: int = -1,
+        stage: str = "",
+        last_index: int | None = None,
+        filename: str | None = None,
+    ) -> None:
         super().__init__(*args, filename=filename)
         self.frame_index = frame_index
         self.stage = stage
@@ -53,16 +59,21 @@ def _class_for(cause: BaseException) -> type[FrameDecodeError]:
     with _classes_lock:
         cls = _classes.get(kind)
         if cls is None:
-            cls = type(f"Frame{kind.__name__}", (FrameDecodeError, kind), {
-                "__module__": __name__,
-                "__doc__": f"{kind.__name__} while decoding one frame (see FrameDecodeError).",
-            })
+            cls = type(
+                f"Frame{kind.__name__}",
+                (FrameDecodeError, kind),
+                {
+                    "__module__": __name__,
+                    "__doc__": f"{kind.__name__} while decoding one frame (see FrameDecodeError).",
+                },
+            )
             _classes[kind] = cls
         return cls
 
 
-def frame_error(cause: BaseException, frame_index: int, stage: str,
-                last_index: int | None = None) -> FrameDecodeError:
+def frame_error(
+    cause: BaseException, frame_index: int, stage: str, last_index: int | None = None
+) -> FrameDecodeError:
     """Wrap *cause* (raised while decoding frame *frame_index* in *stage*).
 
     Raise the result ``from cause`` so the traceback shows both.
@@ -76,6 +87,11 @@ def frame_error(cause: BaseException, frame_index: int, stage: str,
         where = f"frames {frame_index}..{last_index}"
     detail = str(cause) if isinstance(cause, OdcError) else f"{type(cause).__name__}: {cause}"
     cls = _class_for(cause)
-    err = cls(f"{where} ({stage}): {detail}", frame_index=frame_index, stage=stage,
-              last_index=last_index, filename=getattr(cause, "filename", None))
+    err = cls(
+        f"{where} ({stage}): {detail}",
+        frame_index=frame_index,
+        stage=stage,
+        last_index=last_index,
+        filename=getattr(cause, "filename", None),
+    )
     return err
