@@ -367,37 +367,17 @@ def main(argv: list[str] | None = None) -> int:
                 base = engine.compress(distinct[:2], min(q, engine.num_rates - 1))
                 say(f"{name} {w}x{h}: encoded {len(base)} in {time.perf_counter() - t:.1f} s")
                 seq = [base[i % len(base)] for i in range(n_perf[(w, h)])]
-                throughput(engine, seq, model=name, size=f"{w}x{h}", repeats=repeats)
+                runs: list[dict] = [{}]
                 if device.startswith("cuda"):
-                    throughput(
-                        engine,
-                        seq,
-                        model=name,
-                        size=f"{w}x{h}",
-                        repeats=repeats,
-                        precision="bf16",
-                        sequential=False,
-                    )
+                    runs.append({"precision": "bf16", "sequential": False})
                     if name == "onedc-tiny" and (w, h) == sizes[0]:
-                        throughput(
-                            engine,
-                            seq,
-                            model=name,
-                            size=f"{w}x{h}",
-                            repeats=repeats,
-                            cuda_graphs=True,
-                            sequential=False,
-                        )
-                        if elapsed() < args.budget * 0.5:
-                            throughput(
-                                engine,
-                                seq,
-                                model=name,
-                                size=f"{w}x{h}",
-                                repeats=repeats,
-                                compile=True,
-                                sequential=False,
-                            )
+                        runs.append({"cuda_graphs": True, "sequential": False})
+                        runs.append({"compile": True, "sequential": False})
+                for opts in runs:
+                    if opts.get("compile") and elapsed() > args.budget * 0.5:
+                        record("INFO", f"{name} {w}x{h} compile", "skipped: over budget")
+                        continue
+                    throughput(engine, seq, model=name, size=f"{w}x{h}", repeats=repeats, **opts)
             del engine
         if device.startswith("cuda") and torch.cuda.device_count() > 1:
             throughput(
