@@ -278,7 +278,12 @@ class Manifest:
         Read through a second connection, so the job can commit while iterating (WAL
         readers see the snapshot of when the query started).
         """
-        reader = sqlite3.connect("file:" + _uri_path(self.path) + "?mode=ro", uri=True, timeout=30)
+        # check_same_thread=False: an unfinished generator may be finalised (closed) by
+        # the garbage collector on another thread; the connection is used by one thread
+        # at a time.
+        reader = sqlite3.connect(
+            "file:" + _uri_path(self.path) + "?mode=ro", uri=True, timeout=30, check_same_thread=False
+        )
         reader.row_factory = sqlite3.Row
         try:
             cur = reader.execute(
