@@ -30,6 +30,8 @@ Contract
 
 from __future__ import annotations
 
+import contextlib
+
 import queue
 from collections.abc import Iterable, Iterator
 from typing import Any
@@ -78,16 +80,15 @@ def decode_keyframes(
 
 
 def _decode(decoder: Any, stream: StreamHeader, packets: Iterable[bytes]) -> Iterator[np.ndarray]:
-    # Reference implementation: one packet at a time, so it never waits on the future.
-    with decoder:
-        for index, packet in enumerate(packets):
-            frames = decoder.decode([packet])
-            if len(frames) != 1:
-                raise BitstreamError(
-                    f"{stream.codec} decoder returned {len(frames)} pictures for keyframe "
-                    f"packet {index}"
-                )
-            frame = frames[0]
+    # Through the batched, pipelined runtime; it never waits for packet i+1 to yield
+    # frame i. Hybrid streams decode one picture per batch: the inter layer predicts from
+    # the reconstruction, and the encoder made it at batch 1 (a batch could move a pixel
+    # by float noise and fail the intra-picture checksum).
+    from onedc_media.runtime import decode_frames
+
+    options = {"batch_size": 1} if INTER_PARAMS_KEY in stream.codec_params else {}
+    with decoder, contextlib.closing(decode_frames(decoder, packets, **options)) as frames:
+        for index, frame in enumerate(frames):
             if stream.width and stream.height and frame.shape[:2] != (stream.height, stream.width):
                 raise BitstreamError(
                     f"{stream.codec} keyframe packet {index} decoded to "

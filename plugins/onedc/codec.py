@@ -81,7 +81,10 @@ class OneDCDecoder(Decoder):
         for i, p in enumerate(packets):
             if not isinstance(p, (bytes, bytearray, memoryview)):
                 raise BitstreamError(f"onedc packet {i}: expected bytes, got {type(p).__name__}")
-        return self.engine.decompress(packets)
+        from onedc_media.runtime import SequenceDecoder
+
+        # The batched, pipelined runtime: entropy decoding on threads ahead of synthesis.
+        return SequenceDecoder(self.engine).decode_all(packets)
 
 
 class OneDCCodec(Codec):
