@@ -112,12 +112,53 @@ def rd_markdown(summary: dict, images: str) -> str:
     return "\n".join(lines)
 
 
+def training_markdown(runs: list[str]) -> str:
+    """One row per training run: stage, steps, wall time, the last metrics and validation."""
+    from onedc_media.train.checkpoint import latest_checkpoint
+
+    lines = ["| run | stage | steps | wall time | crop x batch | losses (config) | last validation |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for run in runs:
+        ckpt = latest_checkpoint(run)
+        if ckpt is None:
+            continue
+        state = json.loads((ckpt / "trainer.json").read_text())
+        cfg = state.get("config", {})
+        val = ""
+        vpath = Path(run) / "val.csv"
+        if vpath.exists():
+            rows = list(csv.DictReader(open(vpath)))
+            if rows:
+                last = rows[-1]
+                keys = [k for k in last if k != "step"]
+                val = f"step {last['step']}: " + ", ".join(f"{k} {float(last[k]):.4g}" for k in keys[:8])
+                if len(keys) > 8:
+                    val += ", ..."
+        losses = ", ".join(f"{k}={v}" for k, v in (cfg.get("loss") or {}).items() if k != "teacher_kwargs")
+        lines.append(f"| `{run}` | {cfg.get('stage')} | {state['step']} | "
+                     f"{state.get('wall_seconds', 0) / 3600:.2f} h | {cfg.get('crop')} x {cfg.get('batch_size')} | "
+                     f"{losses} | {val} |")
+    return "\n".join(lines)
+
+
+def replace_block(text: str, name: str, body: str, heading: str) -> str:
+    begin, end = f"<!-- {name}:begin -->", f"<!-- {name}:end -->"
+    block = f"{begin}\n{body}\n{end}"
+    if begin in text:
+        head, _, rest = text.partition(begin)
+        _, _, tail = rest.partition(end)
+        return head + block + tail
+    return text.rstrip() + f"\n\n## {heading}\n\n" + block + "\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--images", default="data/corpus/test")
     ap.add_argument("--out", default="reports/onedc-tiny")
     ap.add_argument("--model", default="onedc-tiny")
     ap.add_argument("--card", default="onedc_media/weights/onedc-tiny/MODEL_CARD.md")
+    ap.add_argument("--runs", default="runs/vae-tiny,runs/stage1-tiny,runs/teacher-tiny,runs/stage2-tiny",
+                    help="training run folders summarised in the card (missing ones are skipped)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     drop_stale_onedc_rows(out, model_sha(args.model))
@@ -134,13 +175,9 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(out / "sheet.png", images_dir / "sheet-onedc-tiny.png")
     card = Path(args.card)
     text = card.read_text() if card.exists() else ""
-    block = "<!-- rd:begin -->\n" + rd_markdown(summary, args.images) + "\n<!-- rd:end -->"
-    if "<!-- rd:begin -->" in text:
-        head, _, rest = text.partition("<!-- rd:begin -->")
-        _, _, tail = rest.partition("<!-- rd:end -->")
-        text = head + block + tail
-    else:
-        text = text.rstrip() + "\n\n## Rate-distortion\n\n" + block + "\n"
+    text = replace_block(text, "rd", rd_markdown(summary, args.images), "Rate-distortion")
+    text = replace_block(text, "training", training_markdown([r for r in args.runs.split(",") if r]),
+                         "Training")
     card.write_text(text)
     print(f"updated {card}, docs/images/rd-onedc-tiny.png; results in {out}")
     return 0
