@@ -85,3 +85,14 @@ def test_vae_teacher_stage2_and_export(tmp_path, corpus):
     payload = engine.compress([img], 1)[0]
     assert engine.decompress([payload])[0].shape == img.shape
     assert vae.step == 3
+
+
+def test_checkpoint_pruning_keeps_milestones(tmp_path):
+    from onedc_media.train.checkpoint import latest_checkpoint, save_checkpoint
+
+    net = torch.nn.Linear(2, 2)
+    for step in range(50, 401, 50):
+        save_checkpoint(tmp_path, step, net, {}, {}, keep=2, keep_every=200)
+    kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
+    assert kept == ["step_00000200", "step_00000350", "step_00000400"]
+    assert latest_checkpoint(tmp_path).name == "step_00000400"

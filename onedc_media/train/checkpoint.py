@@ -44,8 +44,12 @@ def _unflatten_optimizer(tensors: dict[str, torch.Tensor], meta: dict[str, Any])
 
 def save_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Module,
                     optimizers: dict[str, torch.optim.Optimizer], trainer_state: dict[str, Any],
-                    *, keep: int = 3) -> Path:
-    """Write ``run_dir/checkpoints/step_<step>`` atomically and prune old ones."""
+                    *, keep: int = 3, keep_every: int = 0) -> Path:
+    """Write ``run_dir/checkpoints/step_<step>`` atomically and prune old ones.
+
+    Steps that are multiples of ``keep_every`` are milestones and never pruned: a run that
+    diverges can be rolled back to the last good one instead of only the newest three.
+    """
     root = Path(run_dir) / "checkpoints"
     root.mkdir(parents=True, exist_ok=True)
     final = root / f"step_{step:08d}"
@@ -68,6 +72,8 @@ def save_checkpoint(run_dir: str | os.PathLike, step: int, model: torch.nn.Modul
     os.replace(tmp, final)
     old = sorted(p for p in root.iterdir() if p.name.startswith("step_"))
     for p in old[:-keep]:
+        if keep_every and int(p.name.removeprefix("step_")) % keep_every == 0:
+            continue
         shutil.rmtree(p, ignore_errors=True)
     return final
 

@@ -52,6 +52,7 @@ class TrainConfig:
     val_crop: int = 256
     ckpt_every: int = 100
     keep_checkpoints: int = 3
+    keep_every: int = 0  #: also keep every checkpoint whose step is a multiple of this
     log_every: int = 10
 
     def __post_init__(self) -> None:

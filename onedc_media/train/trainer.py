@@ -98,7 +98,7 @@ class Trainer:
         return save_checkpoint(
             self.run_dir, self.step, self.stage.model, {**self.optimizers, **self.stage.aux_optimizers},
             {"wall_seconds": self.wall, "config": self.config.to_dict()},
-            keep=self.config.keep_checkpoints,
+            keep=self.config.keep_checkpoints, keep_every=self.config.keep_every,
         )
 
     def _log_row(self, name: str, row: dict[str, Any]) -> None:
