@@ -79,5 +79,24 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
     if not spec:
         raise ModelError("cannot tell which model config the checkpoint uses; pass --model")
     model = build_model(spec)
-    load_checkpoint(ckpt, model, None, strict=True)
+    if state.get("config", {}).get("stage") in BUNDLED_STAGES:
+        _load_codec_from_bundle(ckpt, model)
+    else:
+        load_checkpoint(ckpt, model, None, strict=True)
     return export_model(model.eval(), out_dir, card=card)
+
+
+#: Stages whose checkpoints hold a bundle (the codec under ``codec.``, beside the teacher,
+#: fake score network or discriminator that inference never needs).
+BUNDLED_STAGES = ("stage2",)
+
+
+def _load_codec_from_bundle(ckpt: Path, model: torch.nn.Module) -> None:
+    from safetensors.torch import load_file
+
+    sd = load_file(str(ckpt / "model.safetensors"))
+    codec = {k.removeprefix("codec."): v for k, v in sd.items() if k.startswith("codec.")}
+    missing, unexpected = model.load_state_dict(codec, strict=False)
+    if missing or unexpected or not codec:
+        raise ModelError(f"checkpoint {ckpt} has no complete codec under 'codec.': missing "
+                         f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
