@@ -105,6 +105,8 @@ def rd_markdown(summary: dict, images: str) -> str:
                   "| codec | PSNR | PSNR-Y | MS-SSIM (dB) |", "| --- | --- | --- | --- |"]
         for codec, row in bd.items():
             def f(v):
+                if isinstance(v, dict):  # eval refused: the curves do not overlap
+                    return "n/a (no overlap)" if "overlap" in str(v.get("error", "")) else "n/a"
                 return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:+.1f} %"
             lines.append(f"| {codec} | {f(row.get('psnr_rgb'))} | {f(row.get('psnr_y'))} | "
                          f"{f(row.get('ms_ssim_db'))} |")
