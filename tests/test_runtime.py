@@ -242,16 +242,23 @@ def test_dropping_the_iterator_stops_every_thread():
 
 
 def test_keyboard_interrupt_in_the_caller():
+    import signal
+
     eng = FakeEngine(synth_s=0.5)
     frames = SequenceDecoder(eng, batch_size=1, entropy_threads=1).decode(packets(100))
+    # What Ctrl-C does in a plain Python process, whatever handler an earlier test's
+    # library (Ray's driver, for one) left installed.
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
     timer = threading.Timer(0.1, _thread.interrupt_main)
-    timer.start()
     try:
+        next(frames)  # the threads are running
+        timer.start()
         with pytest.raises(KeyboardInterrupt):
             for _ in frames:
                 pass
     finally:
         timer.cancel()
+        signal.signal(signal.SIGINT, previous)
     frames.close()
     assert_no_threads()
 
