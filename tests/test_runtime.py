@@ -74,6 +74,7 @@ class FakeEngine:
         self.batches: list[list[int]] = []
         self.lock = threading.Lock()
         self.decoded = 0
+        self.active = self.max_active = 0  # synthesis calls running at once
 
     def entropy_decode(self, packet: bytes) -> FakeItem:
         if not isinstance(packet, bytes):
@@ -91,7 +92,11 @@ class FakeEngine:
         assert len(items) <= batch_size
         with self.lock:
             self.batches.append([it.index for it in items])
+            self.active += 1
+            self.max_active = max(self.max_active, self.active)
         time.sleep(self.synth_s)
+        with self.lock:
+            self.active -= 1
         if any(it.index in self.bad_synthesis for it in items):
             raise RuntimeError("synthesis exploded")
         return [np.full((it.height, it.width, 3), it.index % 251, np.uint8) for it in items]
@@ -123,6 +128,27 @@ def test_frames_in_order_with_mixed_shapes():
     assert isinstance(st, DecodeStats) and st.frames == 40 and sum(st.batch_sizes) == 40
     assert "frames/s" in st.summary()
     assert_no_threads()
+
+
+def test_cpu_workers_synthesise_concurrently_in_order_and_restore_torch_threads():
+    import torch
+
+    eng = FakeEngine(synth_s=0.03)
+    before = torch.get_num_threads()
+    dec = SequenceDecoder(eng, batch_size=2, entropy_threads=1, cpu_workers=2)
+    assert len(dec.synthesizers) == 2
+    frames, during = [], set()
+    for f in dec.decode(packets(20)):
+        frames.append(f)
+        during.add(torch.get_num_threads())
+    check_frames(frames, 20)
+    assert eng.max_active == 2  # both workers were busy at once
+    assert during == {max(1, before // 2)}
+    assert torch.get_num_threads() == before
+    assert_no_threads()
+    for bad in ({"cpu_workers": 0}, {"cpu_workers": True}, {"cpu_workers": 2, "compile": True}):
+        with pytest.raises(CodecOptionError):
+            SequenceDecoder(FakeEngine(), **bad)
 
 
 def test_batches_fill_when_synthesis_is_the_bottleneck():

@@ -63,6 +63,14 @@ def _args(p: argparse.ArgumentParser) -> None:
         help="entropy-decoding threads of the pipelined decoder (default: from the cores)",
     )
     p.add_argument(
+        "--cpu-workers",
+        type=int,
+        default=1,
+        metavar="N",
+        help="CPU synthesis workers of the pipelined decoder, torch threads divided among "
+        "them (default 1)",
+    )
+    p.add_argument(
         "--queue-depth",
         type=int,
         default=None,
@@ -155,6 +163,7 @@ def _run(args: argparse.Namespace) -> object:
         precision=args.precision,
         channels_last=args.channels_last,
         compile=args.compile,
+        cpu_workers=args.cpu_workers,
         subjects=subjects,
         repeats=args.repeats,
         warmup=args.warmup,

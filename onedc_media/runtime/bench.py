@@ -175,6 +175,7 @@ def bench_decode(
     precision: str = "fp32",
     channels_last: bool | None = None,
     compile: bool = False,
+    cpu_workers: int = 1,
     subjects: Sequence[str] = SUBJECTS,
     repeats: int = 5,
     warmup: int = 1,
@@ -199,6 +200,7 @@ def bench_decode(
         precision=precision,
         channels_last=channels_last,
         compile=compile,
+        cpu_workers=cpu_workers,
     )
     first = engine.entropy_decode(packets[0])
     # one untimed run through the runtime: CUDA measures the batch size of this shape on
@@ -296,6 +298,7 @@ def bench_decode(
         "precision": precision,
         "channels_last": channels_last,
         "compile": compile,
+        "cpu_workers": cpu_workers,
         "runtime_first_call_s": round(once_s, 3),
         "compile_s_once": round(compile_s, 3),
         "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "KMP_"))},
@@ -316,6 +319,7 @@ def bench_decode(
     compiled = f", compiled (once: {compile_s:.1f} s, untimed)" if compile else ""
     title += (
         f" on {settings['device']}, batch {b}, {runtime.entropy_threads} entropy thread(s), "
+        f"{cpu_workers} CPU synthesis worker(s), "
         f"runtime layout {layout}{compiled}, "
         f"median of {repeats} (pipelined stage rows: busy time summed over threads)"
     )

@@ -346,10 +346,16 @@ class _Run:
         )
         self.threads: list[threading.Thread] = []
         self.feeder: threading.Thread | None = None
+        self.saved_torch_threads: int | None = None
 
     # ---- threads -------------------------------------------------------------------
     def start(self) -> None:
         name = "onedc-runtime"
+        if getattr(self.owner, "cpu_workers", 1) > 1:
+            import torch
+
+            self.saved_torch_threads = torch.get_num_threads()
+            torch.set_num_threads(max(1, self.saved_torch_threads // self.owner.cpu_workers))
         for i in range(self.owner.entropy_threads):
             self.threads.append(
                 threading.Thread(target=self._entropy_loop, name=f"{name}-entropy-{i}", daemon=True)
@@ -392,6 +398,11 @@ class _Run:
         with self.cond:  # drop what is left (frames, latents, packets)
             self.pending.clear()
             self.results.clear()
+        if self.saved_torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(self.saved_torch_threads)
+            self.saved_torch_threads = None
 
     def _crash(self, exc: BaseException) -> None:
         """A bug in the runtime itself: stop everything, raise it in the caller."""
@@ -718,6 +729,11 @@ class SequenceDecoder:
         compile: fixed-shape compilation of the synthesis networks, one per input shape:
             ``torch.compile`` on CUDA, frozen TorchScript traces on CPU (fp32).
         cuda_graphs: replay CUDA graphs for repeated batch shapes (CUDA).
+        cpu_workers: CPU synthesis workers, each taking the next batch when free (default
+            1). On few cores small convolutions scale better across frames than across
+            threads: with N workers the run divides torch's intra-op threads
+            by N (at least 1) while it lasts and restores them after -- torch's
+            thread count is process-wide, so other torch work in the process sees it too.
     """
 
     def __init__(
@@ -732,7 +748,15 @@ class SequenceDecoder:
         channels_last: bool | None = None,
         compile: bool = False,
         cuda_graphs: bool = False,
+        cpu_workers: int = 1,
     ) -> None:
+        if isinstance(cpu_workers, bool) or not isinstance(cpu_workers, int) or cpu_workers < 1:
+            raise CodecOptionError(f"cpu_workers must be a positive integer, got {cpu_workers!r}")
+        if cpu_workers > 1 and compile:
+            raise CodecOptionError(
+                "compile and cpu_workers > 1 do not go together (one trace cache)"
+            )
+        self.cpu_workers = cpu_workers
         if batch_size != "auto" and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -768,11 +792,11 @@ class SequenceDecoder:
                 if compile and precision != "fp32":
                     raise CodecOptionError("compile on CPU runs fp32 only")
                 cl = channels_last is None or channels_last
-                self.synthesizers.append(
-                    CpuSynthesizer(
-                        engine_on(engine, dev, channels_last=cl), batch_size, precision, compile
+                replica = engine_on(engine, dev, channels_last=cl)
+                for _ in range(cpu_workers):  # one replica, read-only, shared by the workers
+                    self.synthesizers.append(
+                        CpuSynthesizer(replica, batch_size, precision, compile)
                     )
-                )
         if entropy_threads is None:
             entropy_threads = _default_entropy_threads(devices)
         if entropy_threads < 1:
