@@ -129,7 +129,8 @@ def training_markdown(runs: list[str]) -> str:
         val = ""
         vpath = Path(run) / "val.csv"
         if vpath.exists():
-            rows = list(csv.DictReader(open(vpath)))
+            with open(vpath, newline="") as fh:
+                rows = list(csv.DictReader(fh))
             if rows:
                 last = rows[-1]
                 keys = [k for k in last if k != "step"]

@@ -87,10 +87,15 @@ def test_vae_teacher_stage2_and_export(tmp_path, corpus):
     # A Stage II checkpoint (a bundle: codec + fake score + discriminator) exports its codec.
     out2 = export_checkpoint(tmp_path / "s2", tmp_path / "exported2")
     engine2 = OneDCEngine.from_pretrained(out2)
-    unet = {k: v.float() for k, v in engine2.model.unet.state_dict().items()}
-    trained = s2.stage.model.codec.unet.state_dict()
-    assert all(torch.allclose(unet[k], trained[k].float(), atol=1e-2, rtol=1e-2) for k in trained)
+    unet = engine2.model.unet.state_dict()
+    trained = s2.stage.model.codec.unet.state_dict()  # exported as float16
+    assert all(torch.equal(unet[k].float(), trained[k].half().float()) for k in trained)
     assert engine2.ref.sha256 != engine.ref.sha256
+    from onedc_media.errors import ModelError
+
+    with pytest.raises(ModelError, match="not a codec"):
+        export_checkpoint(tmp_path / "teacher", tmp_path / "exported3")
+    assert not (tmp_path / "exported3").exists()
     assert engine2.decompress(engine2.compress([img], 1))[0].shape == img.shape
     assert vae.step == 3
 

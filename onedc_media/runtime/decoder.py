@@ -351,11 +351,12 @@ class _Run:
     # ---- threads -------------------------------------------------------------------
     def start(self) -> None:
         name = "onedc-runtime"
-        if getattr(self.owner, "cpu_workers", 1) > 1:
+        workers = sum(isinstance(s, CpuSynthesizer) for s in self.owner.synthesizers)
+        if workers > 1:  # they share the cores: divide torch's intra-op threads among them
             import torch
 
             self.saved_torch_threads = torch.get_num_threads()
-            torch.set_num_threads(max(1, self.saved_torch_threads // self.owner.cpu_workers))
+            torch.set_num_threads(max(1, self.saved_torch_threads // workers))
         for i in range(self.owner.entropy_threads):
             self.threads.append(
                 threading.Thread(target=self._entropy_loop, name=f"{name}-entropy-{i}", daemon=True)
@@ -753,9 +754,7 @@ class SequenceDecoder:
         if isinstance(cpu_workers, bool) or not isinstance(cpu_workers, int) or cpu_workers < 1:
             raise CodecOptionError(f"cpu_workers must be a positive integer, got {cpu_workers!r}")
         if cpu_workers > 1 and compile:
-            raise CodecOptionError(
-                "compile and cpu_workers > 1 do not go together (one trace cache)"
-            )
+            raise CodecOptionError("compile supports one CPU synthesis worker (cpu_workers=1)")
         self.cpu_workers = cpu_workers
         if batch_size != "auto" and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1

@@ -62,6 +62,8 @@ class TrainConfig:
             raise ModelError(f"crop ({self.crop}) must be a multiple of 64")
         if self.amp not in ("none", "bf16", "fp16"):
             raise ModelError(f"amp must be none, bf16 or fp16, got {self.amp!r}")
+        if self.keep_every < 0 or self.keep_checkpoints < 1:
+            raise ModelError("keep_every must be >= 0 and keep_checkpoints >= 1")
         if self.batch_size < 1 or self.grad_accum < 1 or self.steps < 1:
             raise ModelError("batch_size, grad_accum and steps must be >= 1")
         if self.stage == "stage2" and not self.teacher:

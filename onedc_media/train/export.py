@@ -78,8 +78,11 @@ def export_checkpoint(checkpoint: str | os.PathLike, out_dir: str | os.PathLike,
     spec = model_spec or state.get("config", {}).get("model")
     if not spec:
         raise ModelError("cannot tell which model config the checkpoint uses; pass --model")
+    stage = state.get("config", {}).get("stage")
+    if stage in ("vae", "teacher"):
+        raise ModelError(f"{ckpt} is a {stage!r} run, not a codec: export a stage1 or stage2 run")
     model = build_model(spec)
-    if state.get("config", {}).get("stage") in BUNDLED_STAGES:
+    if stage in BUNDLED_STAGES:
         _load_codec_from_bundle(ckpt, model)
     else:
         load_checkpoint(ckpt, model, None, strict=True)
