@@ -23,12 +23,14 @@ import torch
 
 from onedc_media.errors import BitstreamError, CodecOptionError, OdcError, OdcFormatError
 from onedc_media.runtime import (
+    CPU_MAX_WORKERS,
     DecodeStats,
     FrameDecodeError,
     SequenceDecoder,
     auto_batch_size,
     decode_frames,
     estimate_frame_bytes,
+    vae_batch_size,
 )
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -146,7 +148,7 @@ def test_cpu_workers_synthesise_concurrently_in_order_and_restore_torch_threads(
     assert during == {max(1, before // 2)}
     assert torch.get_num_threads() == before
     assert_no_threads()
-    for bad in ({"cpu_workers": 0}, {"cpu_workers": True}, {"cpu_workers": 2, "compile": True}):
+    for bad in ({"cpu_workers": 0}, {"cpu_workers": True}, {"cpu_workers": "2"}):
         with pytest.raises(CodecOptionError):
             SequenceDecoder(FakeEngine(), **bad)
 
@@ -427,9 +429,13 @@ def test_auto_batch_size_follows_memory():
     assert auto_batch_size(E(), 128, 128, free_bytes=per) == 1
     assert auto_batch_size(E(), 128, 128, free_bytes=100 * per, cap=8) == 8
     assert auto_batch_size(E(), 128, 128, free_bytes=8 * per, cap=8) == 4  # half of free memory
-    # large pictures gain nothing from batches on CPU: about CPU_BATCH_PIXELS per batch
-    assert auto_batch_size(E(), 256, 256, free_bytes=1 << 40) == 4
-    assert auto_batch_size(E(), 512, 512, free_bytes=1 << 40) == 1
+    # about CPU_BATCH_PIXELS per batch through the latent networks...
+    assert auto_batch_size(E(), 256, 256, free_bytes=1 << 40) == 8
+    assert auto_batch_size(E(), 512, 512, free_bytes=1 << 40) == 4
+    assert auto_batch_size(E(), 1024, 1024, free_bytes=1 << 40) == 1
+    # ... and about CPU_VAE_BATCH_PIXELS per VAE-decoder call
+    assert vae_batch_size(512, 512) == 1 and vae_batch_size(500, 500) == 1
+    assert vae_batch_size(256, 256) == 4 and vae_batch_size(128, 128) == 16
     # tiles bound it: a huge picture costs about what one tile does
     assert estimate_frame_bytes(E(), 8000, 8000) < 2 * estimate_frame_bytes(E(), 1152, 1152)
 
@@ -513,6 +519,50 @@ def test_compiled_cpu_synthesis_matches_eager(engine, coded):
     again = SequenceDecoder(engine, batch_size=1, compile=True, channels_last=False)
     list(again.decode(same[:1]))
     assert again.last_stats.compile_s == 0  # traces are kept per engine
+
+
+def test_vae_split_of_a_batch(engine, coded):
+    """Batches split for the VAE decoder: each chunk is decoded as it would be alone."""
+    items = [engine.entropy_decode(p) for p in (coded[0], coded[1], coded[0])]  # one shape
+    m = engine.model
+    y = torch.stack([it.y_hat for it in items])
+    z = torch.stack([it.z_int for it in items]).float()
+    with torch.no_grad():
+        latent = m.synthesize_latent(y, z)[0]
+        split = m.synthesize(y, z, vae_batch=2)
+        assert torch.equal(split[:2], m.vae.decode(latent[:2]))
+        assert torch.equal(split[2:], m.vae.decode(latent[2:]))
+        whole = m.synthesize(y, z)
+    assert split.shape == whole.shape and float((split - whole).abs().max()) < 1e-4
+    a = engine.synthesize(items, batch_size=3, vae_batch_size=1)
+    b = engine.synthesize(items, batch_size=3)
+    assert max(int(np.abs(x.astype(int) - w.astype(int)).max()) for x, w in zip(a, b)) <= 1
+
+
+def test_cpu_workers_auto_follows_torch_threads(engine):
+    before = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        assert SequenceDecoder(engine).cpu_workers == 2
+        assert len(SequenceDecoder(engine).synthesizers) == 2
+        torch.set_num_threads(1)  # e.g. an archive job's one-thread worker: no oversubscription
+        assert SequenceDecoder(engine).cpu_workers == 1
+        torch.set_num_threads(64)
+        assert SequenceDecoder(engine).cpu_workers == CPU_MAX_WORKERS
+    finally:
+        torch.set_num_threads(before)
+    assert SequenceDecoder(FakeEngine()).cpu_workers == 1  # not a torch model
+    assert SequenceDecoder(engine, cpu_workers=3).cpu_workers == 3
+
+
+def test_compiled_synthesis_with_two_workers(engine, coded):
+    """Two CPU workers share one engine's frozen traces (built under a lock, run at once)."""
+    sequential = [engine.decompress([p])[0] for p in coded]
+    dec = SequenceDecoder(engine, batch_size=2, compile=True, cpu_workers=2, channels_last=False)
+    out = list(dec.decode(coded))
+    assert [f.shape for f in out] == [f.shape for f in sequential]
+    assert max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(out, sequential)) <= 2
+    assert_no_threads()
 
 
 def test_damaged_packet_in_a_real_sequence(engine, coded):

@@ -20,18 +20,25 @@ def _size(text: str) -> tuple[int, int]:
     return int(m.group(1)), int(m.group(2))
 
 
-def _batch(text: str) -> int | str:
-    if text == "auto":
-        return text
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(
-            f"batch must be 'auto' or a positive integer, not {text!r}"
-        )
-    return value
+def _auto_or_positive(what: str):
+    def parse(text: str) -> int | str:
+        if text == "auto":
+            return text
+        try:
+            value = int(text)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise argparse.ArgumentTypeError(
+                f"{what} must be 'auto' or a positive integer, not {text!r}"
+            )
+        return value
+
+    return parse
+
+
+_batch = _auto_or_positive("batch")
+_workers = _auto_or_positive("cpu workers")
 
 
 def _args(p: argparse.ArgumentParser) -> None:
@@ -64,11 +71,11 @@ def _args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--cpu-workers",
-        type=int,
-        default=1,
-        metavar="N",
+        type=_workers,
+        default="auto",
+        metavar="N|auto",
         help="CPU synthesis workers of the pipelined decoder, torch threads divided among "
-        "them (default 1)",
+        "them (default auto: one per torch thread, at most 4)",
     )
     p.add_argument(
         "--queue-depth",

@@ -353,8 +353,10 @@ class OneDCEngine:
                               symbols if keep_symbols else None)
 
     @torch.no_grad()
-    def synthesize(self, items: Sequence[DecodedLatents], *, batch_size: int = 8) -> list[np.ndarray]:
-        """Float synthesis, batched over pictures of equal size."""
+    def synthesize(self, items: Sequence[DecodedLatents], *, batch_size: int = 8,
+                   vae_batch_size: int | None = None) -> list[np.ndarray]:
+        """Float synthesis, batched over pictures of equal size; ``vae_batch_size``
+        splits each batch for the VAE decoder (see :meth:`OneDCModel.synthesize`)."""
         out: list[np.ndarray | None] = [None] * len(items)
         groups: dict[tuple[int, ...], list[int]] = {}
         for i, it in enumerate(items):
@@ -364,25 +366,26 @@ class OneDCEngine:
                 part = idxs[s : s + batch_size]
                 y = torch.stack([items[i].y_hat for i in part]).to(self.device, self.dtype)
                 z = torch.stack([items[i].z_int for i in part]).to(self.device, self.dtype)
-                x = self._synthesize_tiled(y, z)
+                x = self._synthesize_tiled(y, z, vae_batch_size)
                 x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
                 for j, i in enumerate(part):
                     it = items[i]
                     out[i] = np.ascontiguousarray(x[j, : it.height, : it.width])
         return out  # type: ignore[return-value]
 
-    def _synthesize_tiled(self, y: Tensor, z: Tensor) -> Tensor:
+    def _synthesize_tiled(self, y: Tensor, z: Tensor, vae_batch: int | None = None) -> Tensor:
         m = self.model
         Hy, Wy = y.shape[-2:]
         ty = self.tile // 16
         if Hy <= ty and Wy <= ty:
-            return m.synthesize(y, z)
+            return m.synthesize(y, z) if vae_batch is None else m.synthesize(y, z, vae_batch=vae_batch)
         ov = 8  # y cells = 128 px of overlap, blended linearly
         out = y.new_zeros(y.shape[0], 3, Hy * 16, Wy * 16, dtype=torch.float32)
         weight = y.new_zeros(1, 1, Hy * 16, Wy * 16, dtype=torch.float32)
         for r0, r1 in tile_spans(Hy, ty, ov, 4):
             for c0, c1 in tile_spans(Wy, ty, ov, 4):
-                xt = m.synthesize(y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)]).float()
+                yt, zt = y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)]
+                xt = (m.synthesize(yt, zt) if vae_batch is None else m.synthesize(yt, zt, vae_batch=vae_batch)).float()
                 wr = _ramp((r1 - r0) * 16, ov * 16, r0 > 0, r1 < Hy, xt.device)
                 wc = _ramp((c1 - c0) * 16, ov * 16, c0 > 0, c1 < Wy, xt.device)
                 w = (wr[:, None] * wc[None, :])[None, None]

@@ -17,6 +17,7 @@ Queues are bounded, frames come out in packet order, and errors name their frame
 
 from onedc_media.runtime.decoder import (
     CPU_MAX_BATCH,
+    CPU_MAX_WORKERS,
     GPU_MAX_BATCH,
     CpuSynthesizer,
     DecodeStats,
@@ -25,11 +26,13 @@ from onedc_media.runtime.decoder import (
     decode_frames,
     engine_on,
     estimate_frame_bytes,
+    vae_batch_size,
 )
 from onedc_media.runtime.errors import FrameDecodeError
 
 __all__ = [
     "CPU_MAX_BATCH",
+    "CPU_MAX_WORKERS",
     "GPU_MAX_BATCH",
     "CpuSynthesizer",
     "DecodeStats",
@@ -39,4 +42,5 @@ __all__ = [
     "decode_frames",
     "engine_on",
     "estimate_frame_bytes",
+    "vae_batch_size",
 ]

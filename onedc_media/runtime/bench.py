@@ -143,13 +143,15 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 
 
 def _agreement(
-    engine: Any, runtime: Any, packets: Sequence[bytes], b: int
+    engine: Any, runtime: Any, packets: Sequence[bytes], b: int, split: dict[str, int]
 ) -> dict[str, dict[str, Any]]:
     """Frames of the batched and pipelined subjects against sequential decoding (untimed):
     min PSNR (dB, ``inf`` when identical) and max |difference| over *packets*."""
     reference = [engine.decompress([p])[0] for p in packets]
     got = {
-        "batched": engine.synthesize([engine.entropy_decode(p) for p in packets], batch_size=b),
+        "batched": engine.synthesize(
+            [engine.entropy_decode(p) for p in packets], batch_size=b, **split
+        ),
         "pipelined": list(runtime.decode(packets)),
     }
     out = {}
@@ -175,7 +177,7 @@ def bench_decode(
     precision: str = "fp32",
     channels_last: bool | None = None,
     compile: bool = False,
-    cpu_workers: int = 1,
+    cpu_workers: int | str = "auto",
     subjects: Sequence[str] = SUBJECTS,
     repeats: int = 5,
     warmup: int = 1,
@@ -185,6 +187,7 @@ def bench_decode(
     import torch
 
     from onedc_media.runtime import SequenceDecoder
+    from onedc_media.runtime.decoder import vae_batch_size
 
     unknown = [s for s in subjects if s not in SUBJECTS]
     if unknown:
@@ -216,6 +219,10 @@ def bench_decode(
             pass
         compile_s += runtime.last_stats.compile_s if runtime.last_stats else 0.0
     pixels = first.height * first.width * len(packets)
+    # plain batching splits batches for the VAE decoder on CPU as the runtime does
+    split: dict[str, int] = {}
+    if not cuda and vae_batch_size(first.height, first.width) < b:
+        split["vae_batch_size"] = vae_batch_size(first.height, first.width)
 
     def sync() -> None:
         for d in cuda:
@@ -237,7 +244,7 @@ def bench_decode(
         t0 = time.perf_counter()
         ds = [engine.entropy_decode(p) for p in packets]
         t1 = time.perf_counter()
-        engine.synthesize(ds, batch_size=b)
+        engine.synthesize(ds, batch_size=b, **split)
         stage_log["batched"].append({"entropy": t1 - t0, "synthesis": time.perf_counter() - t1})
 
     def pipelined() -> None:
@@ -282,10 +289,10 @@ def bench_decode(
 
     # cheap warm-up of every shape/batch size (kernel selection, allocator), not timed
     engine.synthesize([first])
-    engine.synthesize([first] * min(b, len(packets)), batch_size=b)
+    engine.synthesize([first] * min(b, len(packets)), batch_size=b, **split)
     sync()
     times = interleaved({s: measured(s) for s in subjects}, repeats=repeats, warmup=warmup)
-    agreement = _agreement(engine, runtime, packets[:8], b)
+    agreement = _agreement(engine, runtime, packets[:8], b, split)
 
     settings = {
         "frames": len(packets),
@@ -298,7 +305,8 @@ def bench_decode(
         "precision": precision,
         "channels_last": channels_last,
         "compile": compile,
-        "cpu_workers": cpu_workers,
+        "cpu_workers": runtime.cpu_workers,
+        "cpu_workers_option": cpu_workers,
         "runtime_first_call_s": round(once_s, 3),
         "compile_s_once": round(compile_s, 3),
         "omp_env": {k: v for k, v in os.environ.items() if k.startswith(("OMP_", "GOMP_", "KMP_"))},
@@ -319,7 +327,7 @@ def bench_decode(
     compiled = f", compiled (once: {compile_s:.1f} s, untimed)" if compile else ""
     title += (
         f" on {settings['device']}, batch {b}, {runtime.entropy_threads} entropy thread(s), "
-        f"{cpu_workers} CPU synthesis worker(s), "
+        f"{runtime.cpu_workers} CPU synthesis worker(s), "
         f"runtime layout {layout}{compiled}, "
         f"median of {repeats} (pipelined stage rows: busy time summed over threads)"
     )

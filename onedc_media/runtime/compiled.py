@@ -54,22 +54,27 @@ def with_synthesize(engine: Any, fn: Callable[..., Any]) -> Any:
 class _Synthesize:
     """``model.synthesize`` as a module, so TorchScript can trace it."""
 
-    def __new__(cls, model: Any) -> Any:
+    def __new__(cls, model: Any, vae_batch: int | None = None) -> Any:
         import torch
 
         class Synthesize(torch.nn.Module):
-            def __init__(self, m: Any) -> None:
+            def __init__(self, m: Any, vae_batch: int | None) -> None:
                 super().__init__()
                 self.m = m
+                self.vae_batch = vae_batch
 
             def forward(self, y: Any, z: Any) -> Any:
-                return self.m.synthesize(y, z)
+                if self.vae_batch is None:
+                    return self.m.synthesize(y, z)
+                return self.m.synthesize(y, z, vae_batch=self.vae_batch)
 
-        return Synthesize(model).eval()
+        return Synthesize(model, vae_batch).eval()
 
 
 class FrozenFunction:
-    """``fn(y, z)`` through per-shape frozen TorchScript traces of ``model.synthesize``."""
+    """``fn(y, z, vae_batch=None)`` through per-shape frozen TorchScript traces of
+    ``model.synthesize`` (several threads may call it: a trace is built under a lock,
+    frozen traces run concurrently)."""
 
     def __init__(self, model: Any, max_shapes: int = MAX_FROZEN_SHAPES) -> None:
         self.model = model
@@ -80,23 +85,27 @@ class FrozenFunction:
         self.lock = threading.Lock()
         self.trace_s = 0.0  #: time spent tracing and freezing
 
-    def __call__(self, y: Any, z: Any) -> Any:
+    def __call__(self, y: Any, z: Any, vae_batch: int | None = None) -> Any:
         import torch
 
-        key = (tuple(y.shape), tuple(z.shape), y.dtype, z.dtype, torch.is_autocast_enabled("cpu"))
+        key = (tuple(y.shape), tuple(z.shape), y.dtype, z.dtype, vae_batch,
+               torch.is_autocast_enabled("cpu"))
         if key in self.failed or key[-1]:  # autocast does not survive freezing: eager
-            return self.eager(y, z)
+            return self._eager(y, z, vae_batch)
         with self.lock:
             fn = self.traces.get(key)
             if fn is None:
-                fn = self._trace(key, y, z)
+                fn = self._trace(key, y, z, vae_batch)
                 if fn is None:
-                    return self.eager(y, z)
+                    return self._eager(y, z, vae_batch)
             else:
                 self.traces.move_to_end(key)
         return fn(y, z)
 
-    def _trace(self, key: tuple, y: Any, z: Any) -> Any:
+    def _eager(self, y: Any, z: Any, vae_batch: int | None) -> Any:
+        return self.eager(y, z) if vae_batch is None else self.eager(y, z, vae_batch=vae_batch)
+
+    def _trace(self, key: tuple, y: Any, z: Any, vae_batch: int | None) -> Any:
         import time
         import warnings
 
@@ -107,7 +116,8 @@ class FrozenFunction:
             with torch.no_grad(), warnings.catch_warnings():
                 warnings.simplefilter("ignore")  # TracerWarnings about shape-dependent branches
                 traced = torch.jit.trace(
-                    _Synthesize(self.model), (y.contiguous(), z.contiguous()), check_trace=False
+                    _Synthesize(self.model, vae_batch), (y.contiguous(), z.contiguous()),
+                    check_trace=False,
                 )
                 fn = torch.jit.optimize_for_inference(torch.jit.freeze(traced))
                 fn(y, z)  # the first runs specialise further

@@ -62,6 +62,7 @@ from onedc_media.runtime.errors import FrameDecodeError, frame_error
 
 __all__ = [
     "CPU_MAX_BATCH",
+    "CPU_MAX_WORKERS",
     "GPU_MAX_BATCH",
     "CpuSynthesizer",
     "DecodeStats",
@@ -72,17 +73,23 @@ __all__ = [
     "decode_frames",
     "engine_on",
     "estimate_frame_bytes",
+    "vae_batch_size",
 ]
 
 log = logging.getLogger(__name__)
 
 #: Largest batch "auto" picks on CPU.
 CPU_MAX_BATCH = 8
-#: On CPU "auto" batches frames up to about this many pixels: batching amortises the
-#: per-layer overheads of small pictures (128x128: 3x faster per frame in batches of 8,
-#: 256x256: 1.3x in 4s) but not of large ones (512x512: batch 1 is as fast as 2, and 4-8
-#: are slower), measured with ``onedc-tiny`` on 2 cores.
-CPU_BATCH_PIXELS = 1 << 18
+#: On CPU "auto" batches frames up to about this many pixels through the latent networks
+#: (semantic adaptor, synthesis, U-Net: 1/8 resolution), which gain from batches even of
+#: large pictures (``onedc-tiny``, 512x512, 2 cores: 118 -> 86 ms per frame in 4s).
+CPU_BATCH_PIXELS = 1 << 20
+#: ... and splits batches into about this many pixels for the VAE decoder, whose
+#: full-resolution feature maps outgrow the caches: at 512x512 one frame at a time is
+#: fastest (113 ms per frame; 132 ms in 4s), small pictures still gain from batches.
+CPU_VAE_BATCH_PIXELS = 1 << 18
+#: Most CPU synthesis workers ``cpu_workers="auto"`` starts.
+CPU_MAX_WORKERS = 4
 #: Largest batch "auto" picks on a GPU (memory allowing).
 GPU_MAX_BATCH = 32
 #: Share of available memory "auto" lets synthesis activations use.
@@ -157,6 +164,12 @@ def auto_batch_size(
     return int(max(1, min(cap, by_size, (free * MEMORY_SHARE) // max(per, 1))))
 
 
+def vae_batch_size(height: int, width: int) -> int:
+    """Pictures per VAE-decoder call on CPU: about :data:`CPU_VAE_BATCH_PIXELS` pixels."""
+    padded = -(-height // 64) * 64 * (-(-width // 64) * 64)
+    return max(1, CPU_VAE_BATCH_PIXELS // padded)
+
+
 # -- synthesizers --------------------------------------------------------------------
 
 
@@ -229,13 +242,17 @@ class CpuSynthesizer:
     def submit(self, items: Sequence[Any]) -> tuple[list[np.ndarray], dict[str, float]]:
         t0 = time.perf_counter()
         traced = self.frozen.trace_s if self.frozen is not None else 0.0
+        kwargs: dict[str, Any] = {"batch_size": len(items)}
+        h, w = getattr(items[0], "height", None), getattr(items[0], "width", None)
+        if isinstance(h, int) and isinstance(w, int) and vae_batch_size(h, w) < len(items):
+            kwargs["vae_batch_size"] = vae_batch_size(h, w)
         if self.precision == "bf16":
             import torch
 
             with torch.autocast("cpu", dtype=torch.bfloat16):
-                frames = self.engine.synthesize(list(items), batch_size=len(items))
+                frames = self.engine.synthesize(list(items), **kwargs)
         else:
-            frames = self.engine.synthesize(list(items), batch_size=len(items))
+            frames = self.engine.synthesize(list(items), **kwargs)
         compile_s = (self.frozen.trace_s - traced) if self.frozen is not None else 0.0
         return frames, {"synthesis": time.perf_counter() - t0 - compile_s, "compile": compile_s}
 
@@ -650,6 +667,14 @@ def _parse_devices(engine: Any, device: Any) -> list[str]:
     return [dev]
 
 
+def _auto_cpu_workers(engine: Any, devices: Sequence[str]) -> int:
+    if not hasattr(engine, "model") or any(d.startswith("cuda") for d in devices):
+        return 1
+    import torch
+
+    return max(1, min(CPU_MAX_WORKERS, torch.get_num_threads()))
+
+
 def _default_entropy_threads(devices: Sequence[str]) -> int:
     cpus = os.cpu_count() or 1
     if any(d.startswith("cuda") for d in devices):
@@ -730,11 +755,15 @@ class SequenceDecoder:
         compile: fixed-shape compilation of the synthesis networks, one per input shape:
             ``torch.compile`` on CUDA, frozen TorchScript traces on CPU (fp32).
         cuda_graphs: replay CUDA graphs for repeated batch shapes (CUDA).
-        cpu_workers: CPU synthesis workers, each taking the next batch when free (default
-            1). On few cores small convolutions scale better across frames than across
-            threads: with N workers the run divides torch's intra-op threads
-            by N (at least 1) while it lasts and restores them after -- torch's
-            thread count is process-wide, so other torch work in the process sees it too.
+        cpu_workers: CPU synthesis workers, each taking the next batch when free, or
+            ``"auto"`` (default): one per torch intra-op thread, at most
+            :data:`CPU_MAX_WORKERS` (1 where synthesis runs on a GPU or the engine is not
+            a torch model). On few cores the small convolutions of ``onedc-tiny`` scale
+            better across frames than across threads (2 cores: 2 workers of 1 thread
+            synthesise 1.2-1.3x faster than 1 worker of 2). With N workers a run divides
+            torch's intra-op threads by N (at least 1) while it lasts and restores them
+            after -- torch's thread count is process-wide, so other torch work in the
+            process sees it too; pass ``cpu_workers=1`` where that matters.
     """
 
     def __init__(
@@ -749,13 +778,14 @@ class SequenceDecoder:
         channels_last: bool | None = None,
         compile: bool = False,
         cuda_graphs: bool = False,
-        cpu_workers: int = 1,
+        cpu_workers: int | str = "auto",
     ) -> None:
-        if isinstance(cpu_workers, bool) or not isinstance(cpu_workers, int) or cpu_workers < 1:
-            raise CodecOptionError(f"cpu_workers must be a positive integer, got {cpu_workers!r}")
-        if cpu_workers > 1 and compile:
-            raise CodecOptionError("compile supports one CPU synthesis worker (cpu_workers=1)")
-        self.cpu_workers = cpu_workers
+        if cpu_workers != "auto" and (
+            isinstance(cpu_workers, bool) or not isinstance(cpu_workers, int) or cpu_workers < 1
+        ):
+            raise CodecOptionError(
+                f"cpu_workers must be 'auto' or a positive integer, got {cpu_workers!r}"
+            )
         if batch_size != "auto" and (
             isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1
         ):
@@ -767,6 +797,10 @@ class SequenceDecoder:
         self.engine = engine
         self.batch_size = batch_size
         devices = _parse_devices(engine, device)
+        if cpu_workers == "auto":
+            cpu_workers = _auto_cpu_workers(engine, devices)
+        #: CPU synthesis workers this decoder runs (``"auto"`` resolved)
+        self.cpu_workers = int(cpu_workers)
         self.synthesizers: list[Synthesizer] = []
         for dev in devices:
             if dev.startswith("cuda"):
