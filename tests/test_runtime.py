@@ -153,6 +153,30 @@ def test_cpu_workers_synthesise_concurrently_in_order_and_restore_torch_threads(
             SequenceDecoder(FakeEngine(), **bad)
 
 
+def test_a_short_sized_source_is_spread_over_the_workers():
+    """One picture: one worker with all of torch's threads (a still decodes as fast as
+    before); a few: batches split so every worker gets some."""
+    import torch
+
+    before = torch.get_num_threads()
+    eng = FakeEngine(synth_s=0.02)
+    dec = SequenceDecoder(eng, batch_size=8, entropy_threads=1, cpu_workers=2)
+    during = set()
+    for f in dec.decode(packets(1)):
+        during.add(torch.get_num_threads())
+        check_frames([f], 1)
+    assert during == {before} and eng.max_active == 1
+    eng = FakeEngine(synth_s=0.05)
+    dec = SequenceDecoder(eng, batch_size=8, entropy_threads=2, cpu_workers=2)
+    check_frames(list(dec.decode(packets(4))), 4)
+    assert max(len(b) for b in eng.batches) <= 2 and eng.max_active == 2
+    # an unsized source (a generator) cannot be sized: the workers take what is ready
+    eng = FakeEngine()
+    check_frames(list(SequenceDecoder(eng, batch_size=8, cpu_workers=2).decode(iter(packets(5)))), 5)
+    assert torch.get_num_threads() == before
+    assert_no_threads()
+
+
 def test_batches_fill_when_synthesis_is_the_bottleneck():
     eng = FakeEngine(synth_s=0.02)
     dec = SequenceDecoder(eng, batch_size=4, entropy_threads=2)

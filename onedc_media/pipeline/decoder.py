@@ -71,6 +71,21 @@ def picture_stream(inp: InputContainer, index: int | None = None) -> StreamHeade
     raise InvalidVideoError(f"no video or image stream (streams: {kinds})", filename=inp.name)
 
 
+class _IndexedPackets:
+    """The keyframe packets an index lists, read lazily. Sized: the decoder runtime
+    sizes its run by it (a still is one picture: one synthesis worker, all threads)."""
+
+    def __init__(self, reader: Any, entries: list[IndexEntry]) -> None:
+        self.reader, self.entries = reader, list(entries)
+
+    def __len__(self) -> int:
+        return len(self.entries)
+
+    def __iter__(self) -> Iterator[bytes]:
+        for entry in self.entries:
+            yield self.reader.read_packet_at(entry).data
+
+
 class _Keyframes:
     """Reconstructed keyframes, in file order, matched to the keyframe packets."""
 
@@ -93,16 +108,11 @@ class _Keyframes:
             ]  # fmt: skip
             self._expect.extend(entries)
             self._reader = container.open(inp.path, limits=inp.limits)
-            packets = self._read(entries)
+            packets = _IndexedPackets(self._reader, entries)
         else:
             self._feed = PacketFeed()
             packets = self._feed
         self._frames = decode_keyframes(stream, packets, codecs=codecs, device=device)
-
-    def _read(self, entries: list[IndexEntry]) -> Iterator[bytes]:
-        assert self._reader is not None
-        for entry in entries:
-            yield self._reader.read_packet_at(entry).data
 
     def frame_for(self, packet: Packet) -> np.ndarray:
         if self._feed is not None:

@@ -364,11 +364,34 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self.feeder: threading.Thread | None = None
         self.saved_torch_threads: int | None = None
+        try:  # a sized source (a list of packets): its length sizes the run
+            self.known: int | None = len(packets)  # type: ignore[arg-type]
+        except TypeError:
+            self.known = None
+        self.synthesizers = self._active_synthesizers()
+        self.batch_cap = (
+            max(1, -(-self.known // len(self.synthesizers))) if self.known else None
+        )
+
+    def _active_synthesizers(self) -> list[Synthesizer]:
+        """All synthesizers, but no more CPU workers than a sized source has frames: one
+        picture is synthesised by one worker with all of torch's threads."""
+        synths = list(self.owner.synthesizers)
+        if self.known is None:
+            return synths
+        keep, cpu = [], 0
+        for s in synths:
+            if isinstance(s, CpuSynthesizer):
+                cpu += 1
+                if cpu > max(1, self.known):
+                    continue
+            keep.append(s)
+        return keep
 
     # ---- threads -------------------------------------------------------------------
     def start(self) -> None:
         name = "onedc-runtime"
-        workers = sum(isinstance(s, CpuSynthesizer) for s in self.owner.synthesizers)
+        workers = sum(isinstance(s, CpuSynthesizer) for s in self.synthesizers)
         if workers > 1:  # they share the cores: divide torch's intra-op threads among them
             import torch
 
@@ -378,7 +401,7 @@ class _Run:
             self.threads.append(
                 threading.Thread(target=self._entropy_loop, name=f"{name}-entropy-{i}", daemon=True)
             )
-        for synth in self.owner.synthesizers:
+        for synth in self.synthesizers:
             self.threads.append(
                 threading.Thread(
                     target=self._synth_loop,
@@ -536,6 +559,8 @@ class _Run:
                 return []
             batch = [head]
             limit = max(1, min(synth.max_batch(head.value), self.depth))
+            if self.batch_cap is not None:  # a sized source: spread it over the workers
+                limit = min(limit, self.batch_cap)
             key = head.value.shape_key
             i = 0  # scan the frames already read, in order, for more of the same shape
             while len(batch) < limit and i < len(self.pending):
