@@ -394,6 +394,32 @@ def test_decode_keyframes_is_lazy_and_takes_a_feed(plugins):
         next(bad)
 
 
+def test_a_feed_decodes_on_one_worker(plugins, monkeypatch):
+    """A feed hands over one packet and waits: the runtime gets one synthesis worker (with
+    every thread), lists and other sources the default."""
+    import onedc_media.runtime as runtime
+
+    seen = []
+    real = runtime.decode_frames
+
+    def recording(decoder, packets, **options):
+        seen.append(options)
+        return real(decoder, packets, **options)
+
+    monkeypatch.setattr(runtime, "decode_frames", recording)
+    codec = plugins.codecs.get("png")
+    enc = codec.create().encoder(codec.resolve_options({}))
+    packets = enc.encode([scene(0, (20, 10))])
+    header = StreamHeader("video", "png", width=20, height=10, codec_params=enc.params)
+    feed = PacketFeed()
+    it = decode_keyframes(header, feed, codecs=plugins.codecs)
+    feed.put(packets[0])
+    next(it)
+    feed.close()
+    list(decode_keyframes(header, packets, codecs=plugins.codecs))
+    assert seen == [{"cpu_workers": 1}, {}]
+
+
 # -- transcode and decode ---------------------------------------------------------------
 
 

@@ -77,6 +77,7 @@ class FakeEngine:
         self.lock = threading.Lock()
         self.decoded = 0
         self.active = self.max_active = 0  # synthesis calls running at once
+        self.synth_threads: set[int] = set()  # torch threads seen by synthesis calls
 
     def entropy_decode(self, packet: bytes) -> FakeItem:
         if not isinstance(packet, bytes):
@@ -94,6 +95,7 @@ class FakeEngine:
         assert len(items) <= batch_size
         with self.lock:
             self.batches.append([it.index for it in items])
+            self.synth_threads.add(torch.get_num_threads())
             self.active += 1
             self.max_active = max(self.max_active, self.active)
         time.sleep(self.synth_s)
@@ -145,8 +147,14 @@ def test_cpu_workers_synthesise_concurrently_in_order_and_restore_torch_threads(
         during.add(torch.get_num_threads())
     check_frames(frames, 20)
     assert eng.max_active == 2  # both workers were busy at once
-    assert during == {max(1, before // 2)}
+    assert eng.synth_threads == {max(1, before // 2)}  # each worker has its share
+    assert during == {before}  # the caller's thread keeps its threads
     assert torch.get_num_threads() == before
+    seen = []  # and threads started after the run get the caller's count again
+    t = threading.Thread(target=lambda: seen.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    assert seen == [before]
     assert_no_threads()
     for bad in ({"cpu_workers": 0}, {"cpu_workers": True}, {"cpu_workers": "2"}):
         with pytest.raises(CodecOptionError):
@@ -165,7 +173,7 @@ def test_a_short_sized_source_is_spread_over_the_workers():
     for f in dec.decode(packets(1)):
         during.add(torch.get_num_threads())
         check_frames([f], 1)
-    assert during == {before} and eng.max_active == 1
+    assert during == {before} and eng.max_active == 1 and eng.synth_threads == {before}
     eng = FakeEngine(synth_s=0.05)
     dec = SequenceDecoder(eng, batch_size=8, entropy_threads=2, cpu_workers=2)
     check_frames(list(dec.decode(packets(4))), 4)

@@ -86,7 +86,10 @@ def _decode(decoder: Any, stream: StreamHeader, packets: Iterable[bytes]) -> Ite
     # by float noise and fail the intra-picture checksum).
     from onedc_media.runtime import decode_frames
 
-    options = {"batch_size": 1} if INTER_PARAMS_KEY in stream.codec_params else {}
+    options: dict[str, Any] = {"batch_size": 1} if INTER_PARAMS_KEY in stream.codec_params else {}
+    if isinstance(packets, PacketFeed):
+        # a feed hands over one packet and waits for its picture: one worker, every thread
+        options["cpu_workers"] = 1
     with decoder, contextlib.closing(decode_frames(decoder, packets, **options)) as frames:
         for index, frame in enumerate(frames):
             if stream.width and stream.height and frame.shape[:2] != (stream.height, stream.width):

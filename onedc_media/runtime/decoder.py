@@ -364,6 +364,7 @@ class _Run:
         self.threads: list[threading.Thread] = []
         self.feeder: threading.Thread | None = None
         self.saved_torch_threads: int | None = None
+        self.worker_threads: int | None = None  # torch threads of each CPU worker
         try:  # a sized source (a list of packets): its length sizes the run
             self.known: int | None = len(packets)  # type: ignore[arg-type]
         except TypeError:
@@ -395,8 +396,12 @@ class _Run:
         if workers > 1:  # they share the cores: divide torch's intra-op threads among them
             import torch
 
+            # Each worker (and entropy thread) sets its own count: OpenMP's is per
+            # thread, so the caller's thread keeps its threads for its own work (a
+            # transcode's encoder). torch also keeps the last count set as the one for
+            # threads that start later: close() puts the caller's back.
             self.saved_torch_threads = torch.get_num_threads()
-            torch.set_num_threads(max(1, self.saved_torch_threads // workers))
+            self.worker_threads = max(1, self.saved_torch_threads // workers)
         for i in range(self.owner.entropy_threads):
             self.threads.append(
                 threading.Thread(target=self._entropy_loop, name=f"{name}-entropy-{i}", daemon=True)
@@ -503,6 +508,10 @@ class _Run:
     def _entropy_loop(self) -> None:
         decode = self.engine.entropy_decode
         try:
+            if self.worker_threads is not None:  # the cores are the workers': one share
+                import torch
+
+                torch.set_num_threads(self.worker_threads)
             while True:
                 entry = self.jobs.get()
                 if entry is None:
@@ -609,6 +618,10 @@ class _Run:
 
     def _synth_loop(self, synth: Synthesizer) -> None:
         try:
+            if self.worker_threads is not None and isinstance(synth, CpuSynthesizer):
+                import torch
+
+                torch.set_num_threads(self.worker_threads)
             with synth.lock:
                 inflight: deque[tuple[list[_Entry], Any]] = deque()
                 try:
@@ -785,10 +798,12 @@ class SequenceDecoder:
             :data:`CPU_MAX_WORKERS` (1 where synthesis runs on a GPU or the engine is not
             a torch model). On few cores the small convolutions of ``onedc-tiny`` scale
             better across frames than across threads (2 cores: 2 workers of 1 thread
-            synthesise 1.2-1.3x faster than 1 worker of 2). With N workers a run divides
-            torch's intra-op threads by N (at least 1) while it lasts and restores them
-            after -- torch's thread count is process-wide, so other torch work in the
-            process sees it too; pass ``cpu_workers=1`` where that matters.
+            synthesise 1.2-1.3x faster than 1 worker of 2). With N workers each worker
+            thread runs torch with 1/N of the caller's intra-op threads (at least 1); the
+            caller's own thread keeps its count. A sized source (a list) of fewer frames
+            than workers runs fewer workers: one picture gets one worker with every
+            thread. Sources that hand over one packet at a time (``PacketFeed``) should
+            pass ``cpu_workers=1``.
     """
 
     def __init__(
