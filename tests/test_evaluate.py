@@ -274,6 +274,19 @@ def test_eval_cli(photos, tmp_path, capsys):
     assert "--anchor" in capsys.readouterr().err
 
 
+def test_eval_cli_with_fixed_options(photos, tmp_path, capsys):
+    """``--opt`` names the curve after the option ("jpeg[subsampling=444]"); it is still the
+    requested codec's curve, the anchor included, and the sheet decodes it."""
+    out = tmp_path / "r"
+    argv = ["eval", str(photos), "--codecs", "jpeg,webp", "--opt", "jpeg:subsampling=444",
+            "-q", "jpeg=10,40;webp=10,40", "--max-images", "1", "--sheet-images", "1",
+            "--quiet", "-o", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    captured = capsys.readouterr().out
+    assert "BD-rate vs jpeg[subsampling=444]" in captured and "webp" in captured
+    assert (out / "sheet.png").exists()
+
+
 # -- bench ----------------------------------------------------------------------------
 
 

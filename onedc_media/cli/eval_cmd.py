@@ -223,9 +223,14 @@ def run(args: argparse.Namespace) -> int:
             f"measured {result.measured} point(s), reused {result.reused} from {result.results_csv}"
         )
         rows, images, errors = result.rows, result.images, result.errors
-    labels = {str(r["label"]) for r in rows}
-    wanted = [n for n in names if n in labels]
+    # curves of the requested codecs, in --codecs order; a codec run with --opt has a
+    # label naming the option ("onedc[model=DIR]")
+    wanted = [
+        lab for n in names for lab in dict.fromkeys(str(r["label"]) for r in rows if r["codec"] == n)
+    ]
     rows = [r for r in rows if r["label"] in wanted and r["image"] in images]
+    if anchor not in wanted:  # the anchor codec ran with --opt: its (first) curve
+        anchor = next((lab for lab in wanted if lab.split("[", 1)[0] == anchor), anchor)
     report = write_report(
         out,
         rows,

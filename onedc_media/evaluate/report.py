@@ -322,9 +322,12 @@ def make_sheet(
                 continue
             info = registry.get(str(row["codec"]))
             codec = info.create()
-            with codec.encoder(info.resolve_options(json.loads(row["options"]))) as enc:
+            options = json.loads(row["options"])
+            with codec.encoder(info.resolve_options(options)) as enc:
                 packets = enc.encode([rgb])
-                with codec.decoder(dict(getattr(enc, "params", {}) or {}), model=enc.model) as dec:
+                params = dict(getattr(enc, "params", {}) or {})
+                # the options name where the weights are (model=DIR), for the decoder too
+                with codec.decoder(params, model=enc.model, options=options) as dec:
                     out = dec.decode(packets)[0]
             bpp = len(packets[0]) * 8 / (rgb.shape[0] * rgb.shape[1])
             q = f" q={row['quality']}" if row["quality"] != "" else ""

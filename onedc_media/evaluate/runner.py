@@ -371,12 +371,16 @@ class _Session:
             self._encoders[key] = self.codec.encoder(options, device=self.device)
         return self._encoders[key]
 
-    def decoder(self, encoder: Encoder) -> Decoder:
+    def decoder(self, encoder: Encoder, options: Mapping[str, Any] | None = None) -> Decoder:
+        """A decoder for *encoder*'s stream; *options* are the user's (``model=DIR``
+        makes the decoder load the weights the encoder used, not the embedded model of
+        the same name)."""
         params = dict(getattr(encoder, "params", None) or {})
-        key = json.dumps([params, repr(encoder.model)], sort_keys=True, default=str)
+        opts = dict(options or {})
+        key = json.dumps([params, repr(encoder.model), opts], sort_keys=True, default=str)
         if key not in self._decoders:
             self._decoders[key] = self.codec.decoder(
-                params, model=encoder.model, device=self.device
+                params, model=encoder.model, device=self.device, options=opts
             )
         return self._decoders[key]
 
@@ -406,7 +410,7 @@ class _Measure:
         t0 = time.perf_counter()
         packets = encoder.encode([rgb])
         t1 = time.perf_counter()
-        decoder = session.decoder(encoder)
+        decoder = session.decoder(encoder, spec.options)
         t2 = time.perf_counter()
         frames = decoder.decode(packets)
         t3 = time.perf_counter()
