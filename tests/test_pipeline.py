@@ -423,6 +423,21 @@ def test_a_feed_decodes_on_one_worker(plugins, monkeypatch):
 # -- transcode and decode ---------------------------------------------------------------
 
 
+def test_onedc_hybrid_keyframes_decode_as_the_encoder_made_them(tmp_path):
+    """The inter layer predicts from OneDC's float reconstructions: the decoder must make
+    them exactly as the encoder did (one picture per batch, one synthesis worker with the
+    process's threads), or regenerated intra pictures miss their checksums."""
+    from onedc_media_plugins import onedc
+
+    plugins = load_plugins(entry_points=False, plugins=[classic, policies, onedc], blocked=[])
+    src = make_clip(tmp_path / "k.mp4", frames=12, size=(640, 272), gop=4, audio=False)
+    out = tmp_path / "k.odc"
+    transcode(src, out, keyframe_codec="onedc", codec_options={"quality": 1}, plugins=plugins)
+    frames, decoder = decode_all(out, plugins)
+    assert len(frames) == 12 and sum(f.keyframe for f in frames) == 3
+    assert decoder.mismatches == 0
+
+
 def test_transcode_round_trip_keeps_frames_times_audio_rotation_and_colour(
     plugins, clips, tmp_path
 ):

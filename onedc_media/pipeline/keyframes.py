@@ -81,12 +81,15 @@ def decode_keyframes(
 
 def _decode(decoder: Any, stream: StreamHeader, packets: Iterable[bytes]) -> Iterator[np.ndarray]:
     # Through the batched, pipelined runtime; it never waits for packet i+1 to yield
-    # frame i. Hybrid streams decode one picture per batch: the inter layer predicts from
-    # the reconstruction, and the encoder made it at batch 1 (a batch could move a pixel
-    # by float noise and fail the intra-picture checksum).
+    # frame i. Hybrid streams decode one picture per batch on one synthesis worker: the
+    # inter layer predicts from the reconstruction, and the encoder made it that way (a
+    # batch, or a worker's smaller share of torch's threads, can move a pixel by float
+    # noise and fail the intra-picture checksum: measured, 2 of 6 GOPs of a clip).
     from onedc_media.runtime import decode_frames
 
-    options: dict[str, Any] = {"batch_size": 1} if INTER_PARAMS_KEY in stream.codec_params else {}
+    options: dict[str, Any] = {}
+    if INTER_PARAMS_KEY in stream.codec_params:
+        options = {"batch_size": 1, "cpu_workers": 1}
     if isinstance(packets, PacketFeed):
         # a feed hands over one packet and waits for its picture: one worker, every thread
         options["cpu_workers"] = 1

@@ -31,9 +31,10 @@ same networks on CUDA streams in :mod:`onedc_media.runtime.cuda`). On CPU it run
 default on a replica of the float networks in ``channels_last`` memory format (oneDNN's
 NHWC convolutions: 1.18x at 512x512), and batches are sized by picture area
 (:data:`CPU_BATCH_PIXELS`). So against per-frame decoding only float noise remains
-(layout and batch size change kernel blockings: at most 1 level of 255 measured, 2
-allowed in ``tests/test_runtime.py``); with ``channels_last=False`` and batches of 1
-the frames are bit-identical. Entropy decoding is exact everywhere.
+(layout, batch size and a worker's thread count change kernel blockings: at most 1
+level of 255 measured, 2 allowed in ``tests/test_runtime.py``); with
+``channels_last=False``, batches of 1 and ``cpu_workers=1`` the frames are bit-identical.
+Entropy decoding is exact everywhere.
 
 CPU threads: torch's OpenMP pool is per calling thread, so the synthesis worker and the
 entropy threads each bring their own. On a machine shared with other CPU-heavy work,
