@@ -185,6 +185,16 @@ def test_a_short_sized_source_is_spread_over_the_workers():
     assert_no_threads()
 
 
+def test_only_a_onedc_engine_gets_the_vae_split():
+    """Large frames in batches: a OneDC engine splits them for its VAE decoder; any other
+    engine is called as the protocol says, synthesize(items, batch_size=)."""
+    eng = FakeEngine()  # no .model; its synthesize takes no vae_batch_size
+    shapes = ((512, 512),)
+    out = list(SequenceDecoder(eng, batch_size=4, cpu_workers=1).decode(packets(8, shapes)))
+    check_frames(out, 8, shapes)
+    assert max(len(b) for b in eng.batches) > 1
+
+
 def test_batches_fill_when_synthesis_is_the_bottleneck():
     eng = FakeEngine(synth_s=0.02)
     dec = SequenceDecoder(eng, batch_size=4, entropy_threads=2)

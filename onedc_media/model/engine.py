@@ -22,6 +22,7 @@ import logging
 import os
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import numpy as np
@@ -375,17 +376,18 @@ class OneDCEngine:
 
     def _synthesize_tiled(self, y: Tensor, z: Tensor, vae_batch: int | None = None) -> Tensor:
         m = self.model
+        # replacements of model.synthesize (CUDA graphs, torch.compile) take (y, z) only
+        synth = m.synthesize if vae_batch is None else partial(m.synthesize, vae_batch=vae_batch)
         Hy, Wy = y.shape[-2:]
         ty = self.tile // 16
         if Hy <= ty and Wy <= ty:
-            return m.synthesize(y, z) if vae_batch is None else m.synthesize(y, z, vae_batch=vae_batch)
+            return synth(y, z)
         ov = 8  # y cells = 128 px of overlap, blended linearly
         out = y.new_zeros(y.shape[0], 3, Hy * 16, Wy * 16, dtype=torch.float32)
         weight = y.new_zeros(1, 1, Hy * 16, Wy * 16, dtype=torch.float32)
         for r0, r1 in tile_spans(Hy, ty, ov, 4):
             for c0, c1 in tile_spans(Wy, ty, ov, 4):
-                yt, zt = y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)]
-                xt = (m.synthesize(yt, zt) if vae_batch is None else m.synthesize(yt, zt, vae_batch=vae_batch)).float()
+                xt = synth(y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)]).float()
                 wr = _ramp((r1 - r0) * 16, ov * 16, r0 > 0, r1 < Hy, xt.device)
                 wc = _ramp((c1 - c0) * 16, ov * 16, c0 > 0, c1 < Wy, xt.device)
                 w = (wr[:, None] * wc[None, :])[None, None]

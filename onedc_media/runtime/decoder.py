@@ -230,6 +230,9 @@ class CpuSynthesizer:
         self.device = str(getattr(engine, "device", "cpu"))
         self.lock = threading.Lock()
         self._limits: dict[Any, int] = {}
+        # only a OneDC engine splits batches for its VAE decoder; other engines keep the
+        # protocol's synthesize(items, batch_size=)
+        self._split_vae = hasattr(engine, "model")
 
     def max_batch(self, item: Any) -> int:
         if self.batch_size != "auto":
@@ -245,7 +248,7 @@ class CpuSynthesizer:
         traced = self.frozen.trace_s if self.frozen is not None else 0.0
         kwargs: dict[str, Any] = {"batch_size": len(items)}
         h, w = getattr(items[0], "height", None), getattr(items[0], "width", None)
-        if isinstance(h, int) and isinstance(w, int) and vae_batch_size(h, w) < len(items):
+        if self._split_vae and isinstance(h, int) and isinstance(w, int) and vae_batch_size(h, w) < len(items):
             kwargs["vae_batch_size"] = vae_batch_size(h, w)
         if self.precision == "bf16":
             import torch
@@ -798,8 +801,9 @@ class SequenceDecoder:
             ``"auto"`` (default): one per torch intra-op thread, at most
             :data:`CPU_MAX_WORKERS` (1 where synthesis runs on a GPU or the engine is not
             a torch model). On few cores the small convolutions of ``onedc-tiny`` scale
-            better across frames than across threads (2 cores: 2 workers of 1 thread
-            synthesise 1.2-1.3x faster than 1 worker of 2). With N workers each worker
+            better across frames than across threads (2 cores, 512x512: 2 workers of 1
+            thread synthesise 1.05-1.26x faster than 1 worker of 2, over four
+            measurements). With N workers each worker
             thread runs torch with 1/N of the caller's intra-op threads (at least 1); the
             caller's own thread keeps its count. A sized source (a list) of fewer frames
             than workers runs fewer workers: one picture gets one worker with every
