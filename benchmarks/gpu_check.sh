@@ -22,6 +22,7 @@ WHEELS=(
   google-crc32c==1.9.0
   importlib-metadata==10.2.0
   lazy-importer==0.1.0
+  pytorch-msssim==1.0.0
 )
 
 if [ "${1:-}" = "prepare" ]; then

@@ -523,3 +523,22 @@ def test_split_keeps_training_data_for_small_source_sets() -> None:
     split = bc.assign_splits(items)
     assert sum(v == "test" for v in split.values()) == 2  # quota only: 30% of 8 groups
     assert sum(v == "train" for v in split.values()) >= 5
+
+
+@pytest.mark.parametrize("crop", [32, None])
+def test_cache_gives_the_same_crops_and_stays_unchanged(folder: Path, crop: int | None) -> None:
+    plain = ImageFolderDataset(folder, crop, train=True)
+    cached = ImageFolderDataset(folder, crop, train=True, cache=True)
+    for seed in range(6):
+        for i in range(len(plain)):
+            torch.manual_seed(seed)
+            want = plain[i]
+            torch.manual_seed(seed)
+            got = cached[i]
+            assert torch.equal(got, want)
+            got.mul_(0)  # a caller writing into its tensor must not reach the cache
+    assert len(cached._decoded) == len(cached)
+    torch.manual_seed(0)
+    again = cached[0]
+    torch.manual_seed(0)
+    assert torch.equal(again, plain[0])

@@ -32,6 +32,7 @@ class TrainConfig:
     teacher: str | None = None  #: stage2: run dir / checkpoint of the teacher (stage "teacher")
     tokenizer: str | None = None  #: stage1: k-means tokenizer file (fitted if missing)
     crop: int = 256
+    cache_images: bool = False  #: keep decoded training pictures in memory (fast; 3 B/pixel)
     batch_size: int = 8
     grad_accum: int = 1
     steps: int = 10000

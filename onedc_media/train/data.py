@@ -99,6 +99,10 @@ class ImageFolderDataset(Dataset):
     :param train: random crop + horizontal flip (``True``) or centre crop (``False``).
     :param extensions: file suffixes to use (case-insensitive).
     :param skip_invalid: leave unreadable files out with a warning instead of raising.
+    :param cache: keep every decoded picture in memory (uint8, 3 bytes a pixel). A training
+        step draws a crop from a whole picture, so without it each crop decodes a full
+        wallpaper-sized PNG; on a GPU that decode, not the model, sets the pace. Crops and
+        flips are the same with and without it.
     :raises InvalidImageError: ``root`` holds no usable image, or a file is unreadable.
     """
 
@@ -110,6 +114,7 @@ class ImageFolderDataset(Dataset):
         train: bool = True,
         extensions: Iterable[str] = DEFAULT_EXTENSIONS,
         skip_invalid: bool = False,
+        cache: bool = False,
     ) -> None:
         if crop_size is not None and (not isinstance(crop_size, int) or crop_size < 1):
             raise ValueError(f"crop_size must be a positive int or None, not {crop_size!r}")
@@ -143,12 +148,23 @@ class ImageFolderDataset(Dataset):
                 filename=str(self.root),
             )
         self.paths: list[Path] = paths
+        self.cache = cache
+        self._decoded: dict[int, np.ndarray] = {}
 
     def __len__(self) -> int:
         return len(self.paths)
 
+    def _picture(self, index: int) -> np.ndarray:
+        if not self.cache:
+            return _open_rgb(self.paths[index])
+        arr = self._decoded.get(index)
+        if arr is None:
+            arr = self._decoded[index] = _open_rgb(self.paths[index])
+            arr.flags.writeable = False  # crops are views: nothing may write into the cache
+        return arr
+
     def __getitem__(self, index: int) -> torch.Tensor:
-        arr = _open_rgb(self.paths[index])
+        arr = self._picture(index)
         size = self.crop_size
         if size is not None:
             arr = _pad_reflect(arr, size, centred=not self.train)
@@ -161,7 +177,10 @@ class ImageFolderDataset(Dataset):
             arr = arr[top : top + size, left : left + size]
         if self.train and bool(torch.rand(()) < 0.5):
             arr = arr[:, ::-1]
-        t = torch.from_numpy(np.ascontiguousarray(arr)).permute(2, 0, 1)
+        arr = np.ascontiguousarray(arr)
+        if not arr.flags.writeable:  # the cached picture itself (no crop, no flip)
+            arr = arr.copy()
+        t = torch.from_numpy(arr).permute(2, 0, 1)
         return t.to(torch.float32).div_(255.0)
 
     def __repr__(self) -> str:

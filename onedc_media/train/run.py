@@ -36,7 +36,8 @@ def prepare(cfg: TrainConfig, *, progress: bool = True) -> Trainer:
         load_checkpoint(ckpt, model, None, strict=cfg.init_strict)
         log.info("initialised from %s", ckpt)
     stage = build_stage(cfg, model)
-    dataset = ImageFolderDataset(cfg.train_data, cfg.crop, train=True, skip_invalid=True)
+    dataset = ImageFolderDataset(cfg.train_data, cfg.crop, train=True, skip_invalid=True,
+                                   cache=cfg.cache_images)
     trainer = Trainer(cfg, stage, dataset, progress=progress)
     trainer.resume()
     return trainer

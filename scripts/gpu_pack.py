@@ -1,0 +1,175 @@
+"""Carry a training run to a lent GPU machine and bring its weights back, within the limits.
+
+A lent machine gets the repository plus at most 64 MiB, and returns at most 8 files of
+16 MiB each. The corpus (32 MB of PNG), a full Stage I checkpoint (71 MB with the Stage II
+networks, 43 MB for the codec alone) and the wheels do not fit as they are, so:
+
+* ``pack`` (here) writes ``data/gpu/``: the training pictures as lossless WebP (same
+  pixels, ~70 % of the PNG bytes), the validation pictures already centre-cropped, the
+  k-means tokenizer, and only the codec tensors the shipped ``onedc-tiny`` export lacks
+  (the semantic head and the float parsing network). It checks that the shipped export
+  *is* the init checkpoint (bit-for-bit in float16), since the init is rebuilt from it.
+* ``assemble`` (there) rebuilds the init checkpoint: shipped weights + those extras.
+* ``harvest`` (there) writes a run's newest checkpoint as two float16 files (U-Net and
+  the rest, each under 16 MiB).
+* ``unharvest`` (here) turns them back into a checkpoint that ``onedc-media train``
+  (``init:``) and ``onedc-media export`` take.
+
+float16 is exact for the shipped weights (they are float16) and costs nothing measurable
+for a checkpoint that only continues training or is exported (exports are float16).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHIPPED = ROOT / "onedc_media" / "weights" / "onedc-tiny" / "model.safetensors"
+EXTRAS = "extras.safetensors"
+
+
+def _codec_state(ckpt: Path) -> dict:
+    """The codec's tensors of a checkpoint (Stage II checkpoints prefix them ``codec.``)."""
+    from safetensors.torch import load_file
+
+    sd = load_file(str(ckpt / "model.safetensors"))
+    if any(k.startswith("codec.") for k in sd):
+        sd = {k.removeprefix("codec."): v for k, v in sd.items() if k.startswith("codec.")}
+    return sd
+
+
+def _write_checkpoint(dest: Path, state: dict, step: int, note: str) -> None:
+    from safetensors.torch import save_file
+
+    dest.mkdir(parents=True, exist_ok=True)
+    save_file({k: v.contiguous() for k, v in state.items()}, str(dest / "model.safetensors"))
+    (dest / "trainer.json").write_text(json.dumps({"step": step, "note": note}, indent=2) + "\n")
+
+
+def pack(args: argparse.Namespace) -> int:
+    import torch
+    from PIL import Image
+    from safetensors.torch import load_file, save_file
+
+    from onedc_media.train.checkpoint import latest_checkpoint
+    from onedc_media.train.data import ImageFolderDataset
+
+    out: Path = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    ckpt = latest_checkpoint(args.init)
+    if ckpt is None:
+        print(f"no checkpoint in {args.init}", file=sys.stderr)
+        return 1
+    codec = _codec_state(ckpt)
+    shipped = load_file(str(SHIPPED))
+    for k, v in shipped.items():
+        if k not in codec or not torch.equal(codec[k].to(v.dtype), v):
+            print(f"the shipped export is not {ckpt} (tensor {k} differs): export it first",
+                  file=sys.stderr)
+            return 1
+    extras = {k: v.half() for k, v in codec.items() if k not in shipped}
+    out.mkdir(parents=True)
+    save_file(extras, str(out / EXTRAS))
+    shutil.copy(args.tokenizer, out / "tokenizer.safetensors")
+    (out / "source.json").write_text(json.dumps({"init": str(ckpt)}, indent=2) + "\n")
+
+    train = sorted(p for p in Path(args.train).iterdir() if p.is_file())
+    (out / "train").mkdir()
+    for p in train:
+        with Image.open(p) as im:
+            im.convert("RGB").save(out / "train" / (p.stem + ".webp"), "WEBP", lossless=True,
+                                   quality=100, method=4)
+    val = ImageFolderDataset(args.val, args.val_crop, train=False, skip_invalid=True)
+    (out / "val").mkdir()
+    for i in range(min(args.val_images, len(val))):
+        arr = (val[i].permute(1, 2, 0) * 255).round().byte().numpy()
+        Image.fromarray(arr).save(out / "val" / f"{i:02d}_{val.paths[i].stem}.png")
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"{out}: {len(train)} training pictures, {min(args.val_images, len(val))} validation "
+          f"crops, {len(extras)} extra tensors; {size / 2**20:.1f} MiB")
+    return 0
+
+
+def assemble(args: argparse.Namespace) -> int:
+    from safetensors.torch import load_file
+
+    pack_dir: Path = args.pack
+    state = {k: v.float() for k, v in load_file(str(SHIPPED)).items()}
+    state.update({k: v.float() for k, v in load_file(str(pack_dir / EXTRAS)).items()})
+    dest = pack_dir / "init" / "checkpoints" / "step_00000000"
+    _write_checkpoint(dest, state, 0, "shipped onedc-tiny + extras (scripts/gpu_pack.py)")
+    print(f"{dest}: {len(state)} tensors")
+    return 0
+
+
+def harvest(args: argparse.Namespace) -> int:
+    from safetensors.torch import save_file
+
+    from onedc_media.train.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(args.run)
+    if ckpt is None:
+        print(f"no checkpoint in {args.run}", file=sys.stderr)
+        return 1
+    step = json.loads((ckpt / "trainer.json").read_text())["step"]
+    sd = {k: v.half().contiguous() for k, v in _codec_state(ckpt).items()}
+    meta = {"step": str(step), "run": str(args.run)}
+    prefix = str(args.prefix)
+    save_file({k: v for k, v in sd.items() if k.startswith("unet.")}, prefix + "-unet.safetensors", meta)
+    save_file({k: v for k, v in sd.items() if not k.startswith("unet.")}, prefix + "-rest.safetensors", meta)
+    print(f"{ckpt} (step {step}) -> {prefix}-unet/-rest.safetensors")
+    return 0
+
+
+def unharvest(args: argparse.Namespace) -> int:
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    prefix = str(args.prefix)
+    state: dict = {}
+    for part in ("unet", "rest"):
+        state.update({k: v.float() for k, v in load_file(prefix + f"-{part}.safetensors").items()})
+    with safe_open(prefix + "-unet.safetensors", "pt") as fh:
+        step = int((fh.metadata() or {}).get("step", 0))
+    dest = args.dest / "checkpoints" / f"step_{step:08d}"
+    _write_checkpoint(dest, state, step, f"harvested from {prefix} (float16)")
+    print(f"{dest}: {len(state)} tensors")
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    sub = ap.add_subparsers(dest="verb", required=True)
+    p = sub.add_parser("pack", help="write data/gpu (here)")
+    p.add_argument("--init", type=Path, default=ROOT / "runs" / "stage2-rec-tiny",
+                   help="checkpoint (or run) the shipped weights were exported from")
+    p.add_argument("--tokenizer", type=Path,
+                   default=ROOT / "runs" / "stage1c-tiny" / "tokenizer.safetensors")
+    p.add_argument("--train", type=Path, default=ROOT / "data" / "corpus" / "train")
+    p.add_argument("--val", type=Path, default=ROOT / "data" / "corpus" / "val")
+    p.add_argument("--val-images", type=int, default=6)
+    p.add_argument("--val-crop", type=int, default=256)
+    p.add_argument("-o", "--out", type=Path, default=ROOT / "data" / "gpu")
+    p.set_defaults(fn=pack)
+    p = sub.add_parser("assemble", help="rebuild the init checkpoint (there)")
+    p.add_argument("pack", type=Path, nargs="?", default=ROOT / "data" / "gpu")
+    p.set_defaults(fn=assemble)
+    p = sub.add_parser("harvest", help="a run's newest checkpoint -> PREFIX-{unet,rest}.safetensors")
+    p.add_argument("run", type=Path)
+    p.add_argument("prefix", type=Path)
+    p.set_defaults(fn=harvest)
+    p = sub.add_parser("unharvest", help="PREFIX-{unet,rest}.safetensors -> a checkpoint in DEST")
+    p.add_argument("prefix", type=Path)
+    p.add_argument("dest", type=Path)
+    p.set_defaults(fn=unharvest)
+    args = ap.parse_args(argv)
+    return args.fn(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,69 @@
+#!/usr/bin/env bash
+# One lease of a GPU machine, used whole: the decoder-runtime GPU check (issue 7), then
+# Stage I training runs side by side (issue 5) until a deadline, then their weights packed
+# for the trip back. Everything it returns lands in $OUT (at most 8 files of 16 MiB).
+#
+#   here, once:      benchmarks/gpu_check.sh prepare            # wheels -> .whl/
+#                    python scripts/gpu_pack.py pack            # corpus + init -> data/gpu/ (~31 MiB)
+#   on the device:   command: "bash scripts/gpu_train.sh"   carry: [".whl", "data/gpu"]
+#                    timeout_s: 590  (SECONDS=560 by default: the whole script's deadline)
+#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1g-tiny runs/stage1g-tiny
+#
+# Set in the environment: CONFIGS (space-separated train configs), DEVICE (cuda),
+# DEADLINE_S (560), CHECK_BUDGET (190 seconds for the GPU check, 0 skips it), NO_WHEELS=1
+# (use the installed packages). A dry run here: NO_WHEELS=1 DEVICE=cpu CHECK_BUDGET=0
+# DEADLINE_S=170 OUT=/tmp/gto PATH=.venv/bin:$PATH bash scripts/gpu_train.sh
+set -uo pipefail
+cd "$(dirname "$0")/.."
+start=$(date +%s)
+deadline=$((start + ${DEADLINE_S:-560}))
+out="${OUT:-/tmp/gpu_train_out}"
+mkdir -p "$out"
+configs=${CONFIGS:-"configs/train/stage1g-tiny.yaml configs/train/stage1g-tiny-low.yaml"}
+check_budget=${CHECK_BUDGET:-190}
+export PYTHONUNBUFFERED=1
+
+if [ -z "${NO_WHEELS:-}" ]; then   # NO_WHEELS=1: the local environment has them (a dry run here)
+  python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --upgrade \
+    --target /tmp/site .whl/*.whl || exit 2
+fi
+export PYTHONPATH="/tmp/site:$PWD"
+nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+python3 scripts/gpu_pack.py assemble data/gpu || exit 2
+
+if [ "$check_budget" -gt 0 ]; then
+  echo "== GPU check (budget ${check_budget} s)"
+  timeout $((check_budget + 45)) python3 benchmarks/gpu_check.py --device cuda --repeats 2 \
+    --budget "$check_budget" --json "$out/gpu_check.json" > "$out/gpu_check.log" 2>&1
+  echo "gpu_check exit $?"; tail -n 40 "$out/gpu_check.log"
+fi
+
+left=$((deadline - $(date +%s) - 50))   # loading, the last checkpoint, harvesting
+echo "== training for $left s: $configs"
+pids=()
+for cfg in $configs; do
+  name=$(basename "$cfg" .yaml)
+  python3 -m onedc_media.cli.main train --config "$cfg" --device "${DEVICE:-cuda}" --no-progress \
+    --max-minutes "$(python3 -c "print(max(0.5, $left / 60))")" > "$out/$name.log" 2>&1 &
+  pids+=($!)
+done
+# a run that hangs past the deadline is stopped; its last checkpoint still comes back
+( sleep $((left + 35)); kill "${pids[@]}" 2>/dev/null ) & watchdog=$!
+for p in "${pids[@]}"; do wait "$p"; done
+kill "$watchdog" 2>/dev/null
+
+tar_items=()
+for cfg in $configs; do
+  name=$(basename "$cfg" .yaml)
+  run=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['run_dir'])" "$cfg")
+  tail -n 5 "$out/$name.log"
+  python3 scripts/gpu_pack.py harvest "$run" "$out/$name" || true
+  cp "$run/metrics.csv" "$out/$name-metrics.csv" 2>/dev/null
+  cp "$run/val.csv" "$out/$name-val.csv" 2>/dev/null
+  tail -n 3 "$run/metrics.csv" 2>/dev/null; cat "$run/val.csv" 2>/dev/null
+  tar_items+=("$name.log" "$name-metrics.csv" "$name-val.csv")
+done
+(cd "$out" && tar czf logs.tar.gz --ignore-failed-read "${tar_items[@]}" 2>/dev/null \
+  && rm -f "${tar_items[@]}")
+ls -l "$out"
+echo "done in $(( $(date +%s) - start )) s"
