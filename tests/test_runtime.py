@@ -693,3 +693,26 @@ def test_gpu_check_cpu_quick():
     )
     assert res.returncode == 0, res.stdout[-3000:] + res.stderr[-3000:]
     assert "SUMMARY" in res.stdout and "FAIL" not in res.stdout
+
+
+def test_synthesis_makes_no_tensor_from_host_data(engine):
+    """CUDA graph capture refuses pageable host->device copies: ``synthesize`` (what
+    ``cuda_graphs=True`` captures) must not build a tensor from Python data. The GPU check
+    on an H200 found one (the FSQ levels) that made every capture fall back to eager."""
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    made: list[str] = []
+
+    class Watch(TorchDispatchMode):
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            if func is torch.ops.aten.lift_fresh.default:
+                made.append(str(func))
+            return func(*args, **(kwargs or {}))
+
+    model = engine.model
+    y = torch.zeros(2, model.config.y_channels, 4, 4)
+    z = torch.ones(2, len(model.config.z_levels), 1, 1)
+    with torch.no_grad(), Watch():
+        out = model.synthesize(y, z)
+    assert out.shape[0] == 2
+    assert made == []

@@ -38,7 +38,7 @@ from onedc_media.model.networks import (
 )
 from onedc_media.model.vae import LatentVAE, load_unet
 
-__all__ = ["OneDCModel", "OneDCOutput", "PAD_MULTIPLE"]
+__all__ = ["PAD_MULTIPLE", "OneDCModel", "OneDCOutput"]
 
 #: Pictures are padded to a multiple of this (z is at 1/64).
 PAD_MULTIPLE = 64
@@ -133,6 +133,10 @@ class OneDCModel(ModelMixin, ConfigMixin):
         self.analysis = Analysis(latent_channels, patch_channels, analysis_channels, y_channels, sem_channels)
         self.hyper_encoder = HyperEncoder(y_channels, sem_channels, hyper_channels, len(z_levels))
         self.fsq = FSQ(z_levels)
+        # On the device with the weights: a tensor made from a Python list inside
+        # ``synthesize`` is a pageable host->device copy, which CUDA graph capture refuses.
+        half_range = torch.tensor(z_levels, dtype=torch.float32).sub(1).view(1, -1, 1, 1)
+        self.register_buffer("_z_half_range", half_range, persistent=False)
         self.parsing = ParsingNet(pcfg)
         self.adaptor = SemanticAdaptor(len(z_levels), adaptor_channels, token_dim, sem_up_channels)
         self.synthesis = Synthesis(y_channels, sem_up_channels, synthesis_channels, control_channels)
@@ -177,8 +181,7 @@ class OneDCModel(ModelMixin, ConfigMixin):
 
     def z_float(self, z_int: Tensor) -> Tensor:
         """Symmetric FSQ integers -> [-1, 1] inputs for the float semantic branch."""
-        lv = torch.tensor(self.config.z_levels, dtype=z_int.dtype, device=z_int.device)
-        return z_int / (lv.view(1, -1, 1, 1) - 1)
+        return z_int / self._z_half_range.to(z_int.dtype)
 
     def analyse(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``x`` in [-1, 1], padded -> ``(latent, y, z_indices, z_int)``."""
