@@ -42,12 +42,14 @@ def _codec_state(ckpt: Path) -> dict:
     return sd
 
 
-def _write_checkpoint(dest: Path, state: dict, step: int, note: str) -> None:
+def _write_checkpoint(dest: Path, state: dict, step: int, note: str,
+                      trainer: dict | None = None) -> None:
     from safetensors.torch import save_file
 
     dest.mkdir(parents=True, exist_ok=True)
     save_file({k: v.contiguous() for k, v in state.items()}, str(dest / "model.safetensors"))
-    (dest / "trainer.json").write_text(json.dumps({"step": step, "note": note}, indent=2) + "\n")
+    info = {"step": step, "note": note, **(trainer or {})}
+    (dest / "trainer.json").write_text(json.dumps(info, indent=2) + "\n")
 
 
 def pack(args: argparse.Namespace) -> int:
@@ -116,10 +118,14 @@ def harvest(args: argparse.Namespace) -> int:
     if ckpt is None:
         print(f"no checkpoint in {args.run}", file=sys.stderr)
         return 1
-    step = json.loads((ckpt / "trainer.json").read_text())["step"]
+    state = json.loads((ckpt / "trainer.json").read_text())
+    step = state["step"]
     sd = {k: v.half().contiguous() for k, v in _codec_state(ckpt).items()}
-    meta = {"step": str(step), "run": str(args.run)}
+    meta = {"step": str(step), "run": str(args.run),
+            "wall_seconds": str(state.get("wall_seconds", 0.0)),
+            "config": json.dumps(state.get("config", {}))}
     prefix = str(args.prefix)
+    args.prefix.parent.mkdir(parents=True, exist_ok=True)
     save_file({k: v for k, v in sd.items() if k.startswith("unet.")}, prefix + "-unet.safetensors", meta)
     save_file({k: v for k, v in sd.items() if not k.startswith("unet.")}, prefix + "-rest.safetensors", meta)
     print(f"{ckpt} (step {step}) -> {prefix}-unet/-rest.safetensors")
@@ -135,9 +141,18 @@ def unharvest(args: argparse.Namespace) -> int:
     for part in ("unet", "rest"):
         state.update({k: v.float() for k, v in load_file(prefix + f"-{part}.safetensors").items()})
     with safe_open(prefix + "-unet.safetensors", "pt") as fh:
-        step = int((fh.metadata() or {}).get("step", 0))
+        meta = fh.metadata() or {}
+    step = int(meta.get("step", 0))
+    trainer = {"wall_seconds": float(meta.get("wall_seconds", 0.0)),
+               "config": json.loads(meta.get("config", "{}"))}
+    if args.config is not None:  # files harvested before the config travelled with them
+        from onedc_media.train.config import load_train_config
+
+        trainer["config"] = load_train_config(args.config, device="cuda").to_dict()
+    if args.wall_seconds is not None:
+        trainer["wall_seconds"] = args.wall_seconds
     dest = args.dest / "checkpoints" / f"step_{step:08d}"
-    _write_checkpoint(dest, state, step, f"harvested from {prefix} (float16)")
+    _write_checkpoint(dest, state, step, f"harvested from {prefix} (float16)", trainer)
     print(f"{dest}: {len(state)} tensors")
     return 0
 
@@ -166,6 +181,8 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("unharvest", help="PREFIX-{unet,rest}.safetensors -> a checkpoint in DEST")
     p.add_argument("prefix", type=Path)
     p.add_argument("dest", type=Path)
+    p.add_argument("--config", type=Path, help="the run's training config (for the record)")
+    p.add_argument("--wall-seconds", type=float, help="the run's training time (for the record)")
     p.set_defaults(fn=unharvest)
     args = ap.parse_args(argv)
     return args.fn(args)

@@ -109,3 +109,39 @@ def test_checkpoint_pruning_keeps_milestones(tmp_path):
     kept = sorted(p.name for p in (tmp_path / "checkpoints").iterdir())
     assert kept == ["step_00000200", "step_00000350", "step_00000400"]
     assert latest_checkpoint(tmp_path).name == "step_00000400"
+
+
+def test_gpu_pack_harvest_round_trip(tmp_path, corpus):
+    """What comes back from a GPU lease (two float16 files) resumes as the same weights,
+    with the run's config and wall time kept for the model card's training table."""
+    import importlib.util
+    import json
+
+    from safetensors.torch import load_file
+
+    from onedc_media.train.run import train
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_pack", Path(__file__).parents[1] / "scripts" / "gpu_pack.py")
+    gpu_pack = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_pack)
+
+    cfg = _config(tmp_path, corpus, "stage1", "s1", steps=2, loss={"ce": 0.0})
+    train(cfg, progress=False)
+    run = tmp_path / "s1"
+    assert gpu_pack.main(["harvest", str(run), str(tmp_path / "back" / "s1")]) == 0
+    parts = sorted(p.name for p in (tmp_path / "back").iterdir())
+    assert parts == ["s1-rest.safetensors", "s1-unet.safetensors"]
+    assert gpu_pack.main(["unharvest", str(tmp_path / "back" / "s1"), str(tmp_path / "here")]) == 0
+    ckpt = tmp_path / "here" / "checkpoints" / "step_00000002"
+    got = load_file(str(ckpt / "model.safetensors"))
+    want = load_file(str(run / "checkpoints" / "step_00000002" / "model.safetensors"))
+    assert got.keys() == want.keys()
+    for k, v in want.items():
+        assert torch.equal(got[k], v.half().float()), k
+    info = json.loads((ckpt / "trainer.json").read_text())
+    assert info["step"] == 2 and info["config"]["stage"] == "stage1" and info["wall_seconds"] > 0
+    # and it starts a run (init) like any checkpoint
+    cfg2 = _config(tmp_path, corpus, "stage1", "s2", steps=1, loss={"ce": 0.0},
+                   init=str(tmp_path / "here"))
+    assert train(cfg2, progress=False).step == 1
