@@ -716,3 +716,27 @@ def test_synthesis_makes_no_tensor_from_host_data(engine):
         out = model.synthesize(y, z)
     assert out.shape[0] == 2
     assert made == []
+
+
+def test_entropy_threads_share_the_cores_when_synthesis_is_on_devices():
+    """With synthesis on GPUs, each of N entropy threads gets 1/N of torch's threads (not
+    all of them each), and the caller's count is back after close()."""
+    seen: list[int] = []
+
+    class CountingEngine(FakeEngine):
+        def entropy_decode(self, packet: bytes) -> FakeItem:
+            seen.append(torch.get_num_threads())
+            return super().entropy_decode(packet)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        eng = CountingEngine()
+        dec = SequenceDecoder(eng, entropy_threads=2)
+        dec.synthesizers = [FakeAsyncSynthesizer(eng, "fake:0")]
+        check_frames(list(dec.decode(packets(12))), 12)
+        assert seen and set(seen) == {2}
+        assert torch.get_num_threads() == 4
+    finally:
+        torch.set_num_threads(threads)
+    assert_no_threads()
