@@ -696,8 +696,9 @@ def test_gpu_check_cpu_quick():
 
 
 def test_synthesis_makes_no_tensor_from_host_data(engine):
-    """CUDA graph capture refuses pageable host->device copies: ``synthesize`` (what
-    ``cuda_graphs=True`` captures) must not build a tensor from Python data. The GPU check
+    """CUDA graph capture refuses pageable host->device copies and syncs: ``synthesize``
+    (what ``cuda_graphs=True`` captures) must not build a tensor from Python data nor read
+    a value back. The GPU check
     on an H200 found one (the FSQ levels) that made every capture fall back to eager."""
     from torch.utils._python_dispatch import TorchDispatchMode
 
@@ -705,7 +706,10 @@ def test_synthesis_makes_no_tensor_from_host_data(engine):
 
     class Watch(TorchDispatchMode):
         def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-            if func is torch.ops.aten.lift_fresh.default:
+            # lift_fresh: a tensor from Python data (host->device copy on CUDA);
+            # _local_scalar_dense: .item() / bool(tensor) (a device->host sync)
+            if func in (torch.ops.aten.lift_fresh.default,
+                        torch.ops.aten._local_scalar_dense.default):
                 made.append(str(func))
             return func(*args, **(kwargs or {}))
 
