@@ -161,7 +161,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--model", default="onedc-tiny")
     ap.add_argument("--card", default="onedc_media/weights/onedc-tiny/MODEL_CARD.md")
     ap.add_argument("--runs", default="runs/vae-tiny,runs/stage1-tiny,runs/stage1c-tiny,runs/teacher-tiny,runs/stage2-tiny,"
-                    "runs/ablations/stage2-rec-only-tiny,runs/stage2-rec-tiny",
+                    "runs/ablations/stage2-rec-only-tiny,runs/stage2-rec-tiny,runs/stage1g-tiny,"
+                    "runs/stage1g-tiny-low,runs/stage1h-tiny,runs/stage2-rec-g-tiny",
                     help="training run folders summarised in the card (missing ones are skipped)")
     args = ap.parse_args(argv)
     out = Path(args.out)
