@@ -740,7 +740,43 @@ def test_entropy_threads_share_the_cores_when_synthesis_is_on_devices():
         dec.synthesizers = [FakeAsyncSynthesizer(eng, "fake:0")]
         check_frames(list(dec.decode(packets(12))), 12)
         assert seen and set(seen) == {2}
-        assert torch.get_num_threads() == 4
+        # OpenMP's count is per thread, so the caller's thread keeps 4 whatever happens;
+        # a thread started now gets torch's global count, which close() must put back
+        later: list[int] = []
+        t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert later == [4]
     finally:
         torch.set_num_threads(threads)
     assert_no_threads()
+
+
+def test_a_thread_that_cannot_start_stops_the_others(monkeypatch):
+    """If the feeder cannot start (no more threads), the entropy and synthesis threads
+    already started are stopped and torch's thread count is put back."""
+    start = threading.Thread.start
+
+    def failing_start(self):
+        if self.name.endswith("-feed"):
+            raise RuntimeError("can't start new thread")
+        start(self)
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    try:
+        eng = FakeEngine()
+        dec = SequenceDecoder(eng, entropy_threads=2)
+        dec.synthesizers = [FakeAsyncSynthesizer(eng, "fake:0")]
+        monkeypatch.setattr(threading.Thread, "start", failing_start)
+        with pytest.raises(RuntimeError, match="can't start"):
+            list(dec.decode(packets(4)))
+        monkeypatch.setattr(threading.Thread, "start", start)
+        assert_no_threads()
+        later: list[int] = []
+        t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
+        t.start()
+        t.join()
+        assert later == [4]
+    finally:
+        torch.set_num_threads(threads)

@@ -54,7 +54,7 @@ class FSQ(nn.Module):
         return indices, z_int
 
     def indices_to_int(self, indices: Tensor) -> Tensor:
-        lv = torch.tensor(self.levels, dtype=torch.int64, device=indices.device).view(1, -1, 1, 1)
+        lv = self._levels.view(1, -1, 1, 1).to(device=indices.device, dtype=torch.int64)
         return 2 * indices.long() - (lv - 1)
 
 

@@ -133,10 +133,6 @@ class OneDCModel(ModelMixin, ConfigMixin):
         self.analysis = Analysis(latent_channels, patch_channels, analysis_channels, y_channels, sem_channels)
         self.hyper_encoder = HyperEncoder(y_channels, sem_channels, hyper_channels, len(z_levels))
         self.fsq = FSQ(z_levels)
-        # On the device with the weights: a tensor made from a Python list inside
-        # ``synthesize`` is a pageable host->device copy, which CUDA graph capture refuses.
-        half_range = torch.tensor(z_levels, dtype=torch.float32).sub(1).view(1, -1, 1, 1)
-        self.register_buffer("_z_half_range", half_range, persistent=False)
         self.parsing = ParsingNet(pcfg)
         self.adaptor = SemanticAdaptor(len(z_levels), adaptor_channels, token_dim, sem_up_channels)
         self.synthesis = Synthesis(y_channels, sem_up_channels, synthesis_channels, control_channels)
@@ -181,7 +177,10 @@ class OneDCModel(ModelMixin, ConfigMixin):
 
     def z_float(self, z_int: Tensor) -> Tensor:
         """Symmetric FSQ integers -> [-1, 1] inputs for the float semantic branch."""
-        return z_int / self._z_half_range.to(z_int.dtype)
+        # The levels live on the device with the weights (FSQ's buffer): a tensor made
+        # from a Python list here would be a pageable host->device copy, which CUDA graph
+        # capture refuses.
+        return z_int / (self.fsq._levels.view(1, -1, 1, 1) - 1).to(z_int.dtype)
 
     def analyse(self, x: Tensor) -> tuple[Tensor, Tensor, Tensor, Tensor]:
         """``x`` in [-1, 1], padded -> ``(latent, y, z_indices, z_int)``."""

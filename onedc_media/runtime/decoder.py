@@ -408,12 +408,13 @@ class _Run:
             self.saved_torch_threads = torch.get_num_threads()
             self.worker_threads = max(1, self.saved_torch_threads // workers)
             self.entropy_torch_threads = self.worker_threads
-        elif workers == 0 and self.owner.entropy_threads > 1:
-            # Synthesis is on devices and the entropy threads have the cores: each gets
+        elif self.owner.entropy_threads > 1:
+            # Several entropy threads (synthesis on devices, or one CPU worker): each gets
             # its share, not torch's full count each (which oversubscribes the cores
             # entropy_threads times). On the H200 machine, 8 entropy threads with 16
             # torch threads each decoded 64 frames/s at 512x512 where synthesis ran at
-            # 383 (the change is not yet measured there).
+            # 383 (the change is not yet measured there). As with the CPU workers,
+            # threads the caller starts while the run lasts inherit the share.
             import torch
 
             self.saved_torch_threads = torch.get_num_threads()
@@ -446,13 +447,13 @@ class _Run:
             self.jobs.put(None)
         me = threading.current_thread()
         for t in self.threads:
-            if t is not me:
+            if t is not me and t.ident is not None:  # started (start() may have failed)
                 t.join(_JOIN_S)
                 if t.is_alive():
                     log.warning(
                         "decoder runtime: thread %s did not stop within %.0f s", t.name, _JOIN_S
                     )
-        if self.feeder is not None and self.feeder is not me:
+        if self.feeder is not None and self.feeder is not me and self.feeder.ident is not None:
             self.feeder.join(_FEEDER_JOIN_S)
             if self.feeder.is_alive():
                 log.debug(
@@ -917,8 +918,8 @@ class SequenceDecoder:
         """
         run = _Run(self, packets)
         t0 = time.perf_counter()
-        run.start()
         try:
+            run.start()  # inside: a thread that cannot start still gets the others stopped
             index = 0
             while True:
                 frame = run.result(index)
