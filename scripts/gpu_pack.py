@@ -9,7 +9,8 @@ networks, 43 MB for the codec alone) and the wheels do not fit as they are, so:
   k-means tokenizer, and only the codec tensors the shipped ``onedc-tiny`` export lacks
   (the semantic head and the float parsing network). It checks that the shipped export
   *is* the init checkpoint (bit-for-bit in float16), since the init is rebuilt from it.
-* ``assemble`` (there) rebuilds the init checkpoint: shipped weights + those extras.
+* ``assemble`` (there) rebuilds the init checkpoint: shipped weights + those extras (it
+  refuses a pack made for other shipped weights: ``source.json`` records their sha256).
 * ``harvest`` (there) writes a run's newest checkpoint as two float16 files (U-Net and
   the rest, each under 16 MiB).
 * ``unharvest`` (here) turns them back into a checkpoint that ``onedc-media train``
@@ -30,6 +31,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "onedc_media" / "weights" / "onedc-tiny" / "model.safetensors"
 EXTRAS = "extras.safetensors"
+
+
+def _sha256(path: Path) -> str:
+    import hashlib
+
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
 
 
 def _codec_state(ckpt: Path) -> dict:
@@ -58,11 +69,9 @@ def pack(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file, save_file
 
     from onedc_media.train.checkpoint import latest_checkpoint
-    from onedc_media.train.data import ImageFolderDataset
+    from onedc_media.train.data import ImageFolderDataset, _open_rgb
 
     out: Path = args.out
-    if out.exists():
-        shutil.rmtree(out)
     ckpt = latest_checkpoint(args.init)
     if ckpt is None:
         print(f"no checkpoint in {args.init}", file=sys.stderr)
@@ -75,17 +84,19 @@ def pack(args: argparse.Namespace) -> int:
                   file=sys.stderr)
             return 1
     extras = {k: v.half() for k, v in codec.items() if k not in shipped}
+    if out.exists():
+        shutil.rmtree(out)
     out.mkdir(parents=True)
     save_file(extras, str(out / EXTRAS))
     shutil.copy(args.tokenizer, out / "tokenizer.safetensors")
-    (out / "source.json").write_text(json.dumps({"init": str(ckpt)}, indent=2) + "\n")
+    source = {"init": str(ckpt), "shipped_sha256": _sha256(SHIPPED)}
+    (out / "source.json").write_text(json.dumps(source, indent=2) + "\n")
 
     train = sorted(p for p in Path(args.train).iterdir() if p.is_file())
     (out / "train").mkdir()
-    for p in train:
-        with Image.open(p) as im:
-            im.convert("RGB").save(out / "train" / (p.stem + ".webp"), "WEBP", lossless=True,
-                                   quality=100, method=4)
+    for p in train:  # decoded as training decodes them (EXIF orientation, 16-bit, RGB)
+        Image.fromarray(_open_rgb(p)).save(out / "train" / (p.stem + ".webp"), "WEBP",
+                                            lossless=True, quality=100, method=4)
     val = ImageFolderDataset(args.val, args.val_crop, train=False, skip_invalid=True)
     (out / "val").mkdir()
     for i in range(min(args.val_images, len(val))):
@@ -101,6 +112,11 @@ def assemble(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file
 
     pack_dir: Path = args.pack
+    want = json.loads((pack_dir / "source.json").read_text()).get("shipped_sha256")
+    if want != _sha256(SHIPPED):
+        print(f"{pack_dir} was packed for other shipped weights than {SHIPPED}: run "
+              "'python scripts/gpu_pack.py pack' again", file=sys.stderr)
+        return 1
     state = {k: v.float() for k, v in load_file(str(SHIPPED)).items()}
     state.update({k: v.float() for k, v in load_file(str(pack_dir / EXTRAS)).items()})
     dest = pack_dir / "init" / "checkpoints" / "step_00000000"
@@ -161,7 +177,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("pack", help="write data/gpu (here)")
-    p.add_argument("--init", type=Path, default=ROOT / "runs" / "stage2-rec-tiny",
+    p.add_argument("--init", type=Path, default=ROOT / "runs" / "stage2-rec-g-tiny",
                    help="checkpoint (or run) the shipped weights were exported from")
     p.add_argument("--tokenizer", type=Path,
                    default=ROOT / "runs" / "stage1c-tiny" / "tokenizer.safetensors")

@@ -4,7 +4,7 @@
 # for the trip back. Everything it returns lands in $OUT (at most 8 files of 16 MiB).
 #
 #   here, once:      benchmarks/gpu_check.sh prepare            # wheels -> .whl/
-#                    python scripts/gpu_pack.py pack            # corpus + init -> data/gpu/ (~31 MiB)
+#                    python scripts/gpu_pack.py pack            # corpus + init -> data/gpu/ (~26 MiB)
 #   on the device:   command: "bash scripts/gpu_train.sh"   carry: [".whl", "data/gpu"]
 #                    timeout_s: 590  (SECONDS=560 by default: the whole script's deadline)
 #   back here:       python scripts/gpu_pack.py unharvest OUT/stage1g-tiny runs/stage1g-tiny
@@ -39,6 +39,7 @@ if [ "$check_budget" -gt 0 ]; then
 fi
 
 left=$((deadline - $(date +%s) - 50))   # loading, the last checkpoint, harvesting
+[ "$left" -ge 30 ] || left=30
 echo "== training for $left s: $configs"
 pids=()
 for cfg in $configs; do

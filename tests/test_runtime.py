@@ -722,6 +722,15 @@ def test_synthesis_makes_no_tensor_from_host_data(engine):
     assert made == []
 
 
+def threads_in_a_new_thread() -> int:
+    """torch's global thread count, which a newly started thread picks up."""
+    got: list[int] = []
+    t = threading.Thread(target=lambda: got.append(torch.get_num_threads()))
+    t.start()
+    t.join()
+    return got[0]
+
+
 def test_entropy_threads_share_the_cores_when_synthesis_is_on_devices():
     """With synthesis on GPUs, each of N entropy threads gets 1/N of torch's threads (not
     all of them each), and the caller's count is back after close()."""
@@ -742,11 +751,7 @@ def test_entropy_threads_share_the_cores_when_synthesis_is_on_devices():
         assert seen and set(seen) == {2}
         # OpenMP's count is per thread, so the caller's thread keeps 4 whatever happens;
         # a thread started now gets torch's global count, which close() must put back
-        later: list[int] = []
-        t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
-        t.start()
-        t.join()
-        assert later == [4]
+        assert threads_in_a_new_thread() == 4
     finally:
         torch.set_num_threads(threads)
     assert_no_threads()
@@ -773,10 +778,6 @@ def test_a_thread_that_cannot_start_stops_the_others(monkeypatch):
             list(dec.decode(packets(4)))
         monkeypatch.setattr(threading.Thread, "start", start)
         assert_no_threads()
-        later: list[int] = []
-        t = threading.Thread(target=lambda: later.append(torch.get_num_threads()))
-        t.start()
-        t.join()
-        assert later == [4]
+        assert threads_in_a_new_thread() == 4
     finally:
         torch.set_num_threads(threads)
