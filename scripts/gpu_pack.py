@@ -34,13 +34,9 @@ EXTRAS = "extras.safetensors"
 
 
 def _sha256(path: Path) -> str:
-    import hashlib
+    from onedc_media.model.engine import _sha256_file  # the hash a file names its model by
 
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
+    return _sha256_file(path)
 
 
 def _codec_state(ckpt: Path) -> dict:
