@@ -102,7 +102,8 @@ class ImageFolderDataset(Dataset):
     :param cache: keep every decoded picture in memory (uint8, 3 bytes a pixel). A training
         step draws a crop from a whole picture, so without it each crop decodes a full
         wallpaper-sized PNG; on a GPU that decode, not the model, sets the pace. Crops and
-        flips are the same with and without it.
+        flips are the same with and without it. The cache is per process: each
+        ``DataLoader`` worker fills its own.
     :raises InvalidImageError: ``root`` holds no usable image, or a file is unreadable.
     """
 
