@@ -731,7 +731,23 @@ def threads_in_a_new_thread() -> int:
     return got[0]
 
 
-def test_entropy_threads_share_the_cores_when_synthesis_is_on_devices():
+@pytest.fixture
+def four_torch_threads():
+    """torch's thread count set to 4 for the test (so a share of it is visible on any
+    machine), and put back afterwards."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(4)
+    yield
+    torch.set_num_threads(threads)
+
+
+def on_a_fake_device(eng, entropy_threads: int = 2) -> SequenceDecoder:
+    dec = SequenceDecoder(eng, entropy_threads=entropy_threads)
+    dec.synthesizers = [FakeAsyncSynthesizer(eng, "fake:0")]
+    return dec
+
+
+def test_entropy_threads_share_the_cores_when_synthesis_is_on_devices(four_torch_threads):
     """With synthesis on GPUs, each of N entropy threads gets 1/N of torch's threads (not
     all of them each), and the caller's count is back after close()."""
     seen: list[int] = []
@@ -741,23 +757,16 @@ def test_entropy_threads_share_the_cores_when_synthesis_is_on_devices():
             seen.append(torch.get_num_threads())
             return super().entropy_decode(packet)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(4)
-    try:
-        eng = CountingEngine()
-        dec = SequenceDecoder(eng, entropy_threads=2)
-        dec.synthesizers = [FakeAsyncSynthesizer(eng, "fake:0")]
-        check_frames(list(dec.decode(packets(12))), 12)
-        assert seen and set(seen) == {2}
-        # OpenMP's count is per thread, so the caller's thread keeps 4 whatever happens;
-        # a thread started now gets torch's global count, which close() must put back
-        assert threads_in_a_new_thread() == 4
-    finally:
-        torch.set_num_threads(threads)
+    dec = on_a_fake_device(CountingEngine())
+    check_frames(list(dec.decode(packets(12))), 12)
+    assert seen and set(seen) == {2}
+    # OpenMP's count is per thread, so the caller's thread keeps 4 whatever happens;
+    # a thread started now gets torch's global count, which close() must put back
+    assert threads_in_a_new_thread() == 4
     assert_no_threads()
 
 
-def test_a_thread_that_cannot_start_stops_the_others(monkeypatch):
+def test_a_thread_that_cannot_start_stops_the_others(monkeypatch, four_torch_threads):
     """If the feeder cannot start (no more threads), the entropy and synthesis threads
     already started are stopped and torch's thread count is put back."""
     start = threading.Thread.start
@@ -767,17 +776,10 @@ def test_a_thread_that_cannot_start_stops_the_others(monkeypatch):
             raise RuntimeError("can't start new thread")
         start(self)
 
-    threads = torch.get_num_threads()
-    torch.set_num_threads(4)
-    try:
-        eng = FakeEngine()
-        dec = SequenceDecoder(eng, entropy_threads=2)
-        dec.synthesizers = [FakeAsyncSynthesizer(eng, "fake:0")]
-        monkeypatch.setattr(threading.Thread, "start", failing_start)
-        with pytest.raises(RuntimeError, match="can't start"):
-            list(dec.decode(packets(4)))
-        monkeypatch.setattr(threading.Thread, "start", start)
-        assert_no_threads()
-        assert threads_in_a_new_thread() == 4
-    finally:
-        torch.set_num_threads(threads)
+    dec = on_a_fake_device(FakeEngine())
+    monkeypatch.setattr(threading.Thread, "start", failing_start)
+    with pytest.raises(RuntimeError, match="can't start"):
+        list(dec.decode(packets(4)))
+    monkeypatch.setattr(threading.Thread, "start", start)
+    assert_no_threads()
+    assert threads_in_a_new_thread() == 4
