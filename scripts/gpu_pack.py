@@ -197,7 +197,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--wall-seconds", type=float, help="the run's training time (for the record)")
     p.set_defaults(fn=unharvest)
     args = ap.parse_args(argv)
-    return args.fn(args)
+    from safetensors import SafetensorError
+
+    try:
+        return args.fn(args)
+    except (OSError, ValueError, KeyError, SafetensorError) as exc:  # missing or foreign file
+        print(f"gpu_pack {args.verb}: {exc}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -111,20 +111,26 @@ def test_checkpoint_pruning_keeps_milestones(tmp_path):
     assert latest_checkpoint(tmp_path).name == "step_00000400"
 
 
+def _gpu_pack():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "gpu_pack", Path(__file__).parents[1] / "scripts" / "gpu_pack.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
 def test_gpu_pack_harvest_round_trip(tmp_path, corpus):
     """What comes back from a GPU lease (two float16 files) resumes as the same weights,
     with the run's config and wall time kept for the model card's training table."""
-    import importlib.util
     import json
 
     from safetensors.torch import load_file
 
     from onedc_media.train.run import train
 
-    spec = importlib.util.spec_from_file_location(
-        "gpu_pack", Path(__file__).parents[1] / "scripts" / "gpu_pack.py")
-    gpu_pack = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(gpu_pack)
+    gpu_pack = _gpu_pack()
 
     cfg = _config(tmp_path, corpus, "stage1", "s1", steps=2, loss={"ce": 0.0})
     train(cfg, progress=False)
@@ -145,3 +151,14 @@ def test_gpu_pack_harvest_round_trip(tmp_path, corpus):
     cfg2 = _config(tmp_path, corpus, "stage1", "s2", steps=1, loss={"ce": 0.0},
                    init=str(tmp_path / "here"))
     assert train(cfg2, progress=False).step == 1
+
+
+def test_gpu_pack_bad_input_is_one_line(tmp_path, capsys):
+    gpu_pack = _gpu_pack()
+    for part in ("unet", "rest"):
+        (tmp_path / f"x-{part}.safetensors").write_bytes(b"not safetensors")
+    assert gpu_pack.main(["unharvest", str(tmp_path / "x"), str(tmp_path / "out")]) == 1
+    assert gpu_pack.main(["assemble", str(tmp_path / "nowhere")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 2 and err[0].startswith("gpu_pack unharvest:")
+    assert not (tmp_path / "out").exists()
