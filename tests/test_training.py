@@ -56,6 +56,28 @@ def test_stage1_loss_falls_and_resume_is_exact(tmp_path, corpus):
     assert all(torch.equal(sa[k], sb[k]) for k in sa)
 
 
+def test_init_gain_shift_extends_the_ladder_downwards(tmp_path, corpus):
+    from onedc_media.errors import ModelError
+    from onedc_media.train.config import load_train_config
+    from onedc_media.train.run import prepare, train
+
+    loss = {"l1": 1.0, "mse": 1.0, "msssim": 0.0, "latent_l1": 0.1, "ce": 0.05}
+    src = train(_config(tmp_path, corpus, "stage1", "src", loss=loss, steps=2), progress=False)
+    old = src.stage.model.parsing.log_gain.detach().clone()
+    init = {"init": str(tmp_path / "src"), "loss": loss}
+    moved = prepare(load_train_config(_config(tmp_path, corpus, "stage1", "moved", init_gain_shift=1, **init)),
+                    progress=False)
+    new = moved.stage.model.parsing.log_gain.detach()
+    assert torch.equal(new[1], old[0])  # old q1 is the new q2
+    assert torch.allclose(new[0], 2 * old[0] - old[1])  # one log-gain step below it
+    assert (new[0] < old[0]).all()
+    with pytest.raises(ModelError, match="init_gain_shift"):  # micro has two rate points
+        prepare(load_train_config(_config(tmp_path, corpus, "stage1", "far", init_gain_shift=2, **init)),
+                progress=False)
+    with pytest.raises(ModelError, match="needs init"):
+        load_train_config(_config(tmp_path, corpus, "stage1", "noinit", init_gain_shift=1))
+
+
 def test_vae_teacher_stage2_and_export(tmp_path, corpus):
     from onedc_media.model.engine import OneDCEngine
     from onedc_media.train.export import export_checkpoint

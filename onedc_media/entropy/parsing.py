@@ -123,6 +123,27 @@ class ParsingNet(nn.Module):
         init = torch.linspace(lo, hi, cfg.num_rates).view(-1, 1).repeat(1, M)
         self.log_gain = nn.Parameter(init)
 
+    @torch.no_grad()
+    def shift_gain_ladder(self, shift: int) -> None:
+        """Move the rate ladder *shift* points down: new rate points below q1, the top ones dropped.
+
+        The new low rows continue each channel's log-gain step between q1 and q2 (the ladder is
+        close to geometric), so the extended model starts from sensible rates instead of from
+        the untrained linspace; the kept rows move up unchanged. Used when a model's config
+        lists a lower ladder than the checkpoint it starts from.
+        """
+        Q = self.log_gain.shape[0]
+        if not 0 <= shift < Q:
+            raise ValueError(f"gain shift must be in 0..{Q - 1}, got {shift}")
+        if shift == 0:
+            return
+        if Q < 2:
+            raise ValueError("a ladder of one rate point cannot be extrapolated")
+        lg = self.log_gain.data
+        step = lg[1] - lg[0]
+        low = [lg[0] - k * step for k in range(shift, 0, -1)]
+        self.log_gain.data = torch.stack(low + list(lg[: Q - shift]))
+
     # -- fixed-point helpers shared by training and export --------------------------
     def _gains(self, q: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """Fake-quantised (gain, log_gain, inverse gain) rows for rate points *q* [B]."""

@@ -29,6 +29,8 @@ class TrainConfig:
     val_data: str | None = None
     init: str | None = None  #: checkpoint or run dir whose weights start this run
     init_strict: bool = True
+    #: move the initial weights' rate ladder this many points down (see ParsingNet.shift_gain_ladder)
+    init_gain_shift: int = 0
     teacher: str | None = None  #: stage2: run dir / checkpoint of the teacher (stage "teacher")
     tokenizer: str | None = None  #: stage1: k-means tokenizer file (fitted if missing)
     crop: int = 256
@@ -67,6 +69,8 @@ class TrainConfig:
             raise ModelError("keep_every must be >= 0 and keep_checkpoints >= 1")
         if self.batch_size < 1 or self.grad_accum < 1 or self.steps < 1:
             raise ModelError("batch_size, grad_accum and steps must be >= 1")
+        if self.init_gain_shift and (self.init_gain_shift < 0 or not self.init):
+            raise ModelError("init_gain_shift must be >= 0 and needs init")
         if self.stage == "stage2" and not self.teacher:
             raise ModelError("stage2 needs a teacher (run dir of a 'teacher' stage)")
 

@@ -35,6 +35,15 @@ def prepare(cfg: TrainConfig, *, progress: bool = True) -> Trainer:
             raise ModelError(f"init: no checkpoint in {cfg.init}")
         load_checkpoint(ckpt, model, None, strict=cfg.init_strict)
         log.info("initialised from %s", ckpt)
+        if cfg.init_gain_shift:
+            parsing = getattr(model, "parsing", None)
+            if parsing is None:
+                raise ModelError(f"init_gain_shift: a {cfg.stage} model has no rate ladder")
+            try:
+                parsing.shift_gain_ladder(cfg.init_gain_shift)
+            except ValueError as exc:
+                raise ModelError(f"init_gain_shift: {exc}") from None
+            log.info("rate ladder moved %d point(s) down", cfg.init_gain_shift)
     stage = build_stage(cfg, model)
     dataset = ImageFolderDataset(cfg.train_data, cfg.crop, train=True, skip_invalid=True,
                                    cache=cfg.cache_images)
