@@ -103,6 +103,10 @@ def test_vae_teacher_stage2_and_export(tmp_path, corpus):
     assert moved == {"unet"}
     out = export_checkpoint(tmp_path / "s1", tmp_path / "exported")
     engine = OneDCEngine.from_pretrained(out)
+    # A file names its model by the SHA-256 of these files: the same weights, the same bytes.
+    again = export_checkpoint(tmp_path / "s1", tmp_path / "exported-again")
+    for name in ("model.safetensors", "parsing.safetensors", "config.json"):
+        assert (out / name).read_bytes() == (again / name).read_bytes(), name
     img = read_image(corpus / "a.png")
     payload = engine.compress([img], 1)[0]
     assert engine.decompress([payload])[0].shape == img.shape
@@ -120,6 +124,28 @@ def test_vae_teacher_stage2_and_export(tmp_path, corpus):
     assert not (tmp_path / "exported3").exists()
     assert engine2.decompress(engine2.compress([img], 1))[0].shape == img.shape
     assert vae.step == 3
+
+
+def test_save_canonical_writes_sorted_header(tmp_path):
+    import json
+
+    from safetensors import safe_open
+    from safetensors.torch import load_file
+
+    from onedc_media.train.export import save_canonical
+
+    meta = {"zeta": "1", "alpha": "2", "mid": "3", "beta": "4"}
+    tensors = {"b": torch.arange(3, dtype=torch.int32), "a": torch.ones(2, 2)}
+    save_canonical(tensors, tmp_path / "t.safetensors", meta)
+    raw = (tmp_path / "t.safetensors").read_bytes()
+    n = int.from_bytes(raw[:8], "little")
+    assert n % 8 == 0
+    header = raw[8:8 + n].rstrip(b" ")
+    assert header == json.dumps(json.loads(header), sort_keys=True, separators=(",", ":")).encode()
+    loaded = load_file(str(tmp_path / "t.safetensors"))
+    assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+    with safe_open(str(tmp_path / "t.safetensors"), "pt") as fh:
+        assert fh.metadata() == meta
 
 
 def test_checkpoint_pruning_keeps_milestones(tmp_path):

@@ -15,12 +15,28 @@ import shutil
 from pathlib import Path
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import save
 
 from onedc_media.entropy.coder import CODER_ID
 from onedc_media.errors import ModelError
 
-__all__ = ["export_model", "export_checkpoint"]
+__all__ = ["export_model", "export_checkpoint", "save_canonical"]
+
+
+def save_canonical(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
+                   metadata: dict[str, str]) -> None:
+    """``safetensors`` file whose bytes depend only on the tensors and the metadata.
+
+    A model is named by the SHA-256 of its files, so exporting the same weights twice must
+    give the same bytes. safetensors writes the metadata in hash-map order, which changes
+    from one call to the next; the header is rewritten here as sorted, compact JSON (padded
+    to 8 bytes as the format asks). The tensor data and offsets are untouched.
+    """
+    blob = save(tensors, metadata=metadata)
+    n = int.from_bytes(blob[:8], "little")
+    header = json.dumps(json.loads(blob[8:8 + n]), sort_keys=True, separators=(",", ":")).encode()
+    header += b" " * (-len(header) % 8)
+    Path(path).write_bytes(len(header).to_bytes(8, "little") + header + blob[8 + n:])
 
 
 def export_model(model, out_dir: str | os.PathLike, *, dtype: torch.dtype = torch.float16,
@@ -42,9 +58,9 @@ def export_model(model, out_dir: str | os.PathLike, *, dtype: torch.dtype = torc
     for k, v in model.inference_state_dict().items():
         v = v.detach().cpu()
         sd[k] = (v.to(dtype) if v.is_floating_point() else v).contiguous()
-    save_file(sd, str(tmp / MODEL_FILE), metadata={"format": "onedc-float/1"})
+    save_canonical(sd, tmp / MODEL_FILE, {"format": "onedc-float/1"})
     ptensors = {k: v.contiguous() for k, v in model.parsing.export().items()}
-    save_file(ptensors, str(tmp / PARSING_FILE), metadata={
+    save_canonical(ptensors, tmp / PARSING_FILE, {
         "format": "onedc-parsing/1",
         "parsing_config": json.dumps(model.parsing.config.to_dict(), sort_keys=True),
         "coder": CODER_ID,
