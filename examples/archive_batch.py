@@ -3,7 +3,7 @@
 
     python examples/archive_batch.py                      # data/corpus/test or tests/data
                                                           # -> $TMPDIR/onedc-archive
-    python examples/archive_batch.py photos/ archive/ --codec onedc -q 2
+    python examples/archive_batch.py photos/ archive/ --codec onedc -q 5
     python examples/archive_batch.py photos/ archive/ --engine ray --jobs 2
 
 Archives every image (and video) under SRC into DEST with a durable manifest, verifies

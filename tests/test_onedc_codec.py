@@ -210,3 +210,31 @@ def test_plugin_codec_through_registry(tmp_path):
     forged = ModelRef(stream.model.name, "1" * 64, stream.model.parsing_sha256)
     with pytest.raises(ModelMismatchError):
         info.create().decoder(stream.codec_params, model=forged)
+
+
+def test_default_quality_is_the_models(tmp_path, engine):
+    """No quality given: the rate point the model marks as its default, recorded in the stream."""
+    from onedc_media import container, load_plugins
+    from onedc_media.stills import encode_pictures
+
+    marked = [i + 1 for i, r in enumerate(engine.model.config.rate_points) if r.get("default")]
+    assert marked == [engine.default_quality]
+    img = read_image(DATA / "astronaut.png")[:128, :128].copy()
+    encode_pictures([img], tmp_path / "d.odc", codec="onedc", plugins=load_plugins(blocked=[]))
+    with container.open(tmp_path / "d.odc") as inp:
+        assert inp.streams[0].codec_params["quality"] == engine.default_quality
+
+
+def test_default_quality_without_a_mark_is_the_middle():
+    from onedc_media.errors import ModelError
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.loading import build_model, model_config
+
+    micro = DATA / "onedc-micro.yaml"  # two rate points, none marked
+    assert OneDCEngine.from_training(build_model(micro)).default_quality == 1
+    cfg = model_config(micro)
+    cfg["rate_points"] = [{**r, "default": True} for r in cfg["rate_points"]]
+    from onedc_media.model.onedc import OneDCModel
+
+    with pytest.raises(ModelError, match="at most one"):
+        OneDCModel(**cfg)

@@ -230,7 +230,10 @@ class ArchiveEncoder:
         self._codec = self.info.create()
         self._encoder = self._codec.encoder(self.options, device=settings.device)
         q = self.info.quality_option
-        self.quality = int(self.options[q]) if q and isinstance(self.options.get(q), int) else None
+        # What the encoder used: a codec may leave its default to the model (OneDC).
+        used = self._encoder.params.get(q) if q else None
+        used = self.options.get(q) if used is None and q else used
+        self.quality = int(used) if isinstance(used, int) else None
 
     def close(self) -> None:
         self._encoder.close()

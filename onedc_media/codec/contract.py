@@ -61,6 +61,8 @@ class CodecOption:
 
     def validate(self, value: Any) -> Any:
         """Return *value* converted to this option's type, or raise ``CodecOptionError``."""
+        if value is None and self.default is None:
+            return None  # unset, as its default: the codec decides (e.g. from its model)
         try:
             if self.type == "bool":
                 if isinstance(value, str):
@@ -107,7 +109,8 @@ class CodecOption:
             hi = "" if self.max is None else f"{self.max:g}"
             rng = f"{lo}..{hi}"
         kind = f"{self.type}, {rng}" if rng else self.type
-        return f"{self.name}={self.default} ({kind})"
+        shown = "(set by the model)" if self.default is None else self.default
+        return f"{self.name}={shown} ({kind})"
 
 
 @dataclass(frozen=True)

@@ -218,6 +218,18 @@ class OneDCEngine:
     def num_rates(self) -> int:
         return self.parsing.num_rates
 
+    @property
+    def default_quality(self) -> int:
+        """The rate point (1-based) used when none is asked for.
+
+        The model says which (``default: true`` on one of its ``rate_points``): an index means
+        different things in different ladders, so a fixed number would not fit every model.
+        Models that do not say get the middle of their ladder.
+        """
+        points = list(self.model.config.rate_points or [])
+        marked = [i for i, r in enumerate(points) if isinstance(r, dict) and r.get("default")]
+        return marked[0] + 1 if marked else (self.num_rates + 1) // 2
+
     # -- encode --------------------------------------------------------------------
     def _to_tensor(self, images: Sequence[np.ndarray]) -> Tensor:
         x = torch.from_numpy(np.stack(images)).permute(0, 3, 1, 2).float().div_(127.5).sub_(1)

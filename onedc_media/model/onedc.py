@@ -83,7 +83,8 @@ class OneDCModel(ModelMixin, ConfigMixin):
         vae_config: ``{"type", "kwargs", "pixel_shuffle", "scaling_factor", "pretrained"}``.
         unet_config: ``{"kwargs", "pretrained", "lora_rank"}`` for ``UNet2DConditionModel``.
         parsing_config: fields of :class:`~onedc_media.entropy.parsing.ParsingConfig`.
-        rate_points: one ``{"name", "lmbda"}`` per quality, lowest rate first.
+        rate_points: one ``{"name", "lmbda"}`` per quality, lowest rate first; one of them
+            may carry ``"default": true`` (what a command uses when no quality is given).
     """
 
     config_name = "config.json"
@@ -119,6 +120,8 @@ class OneDCModel(ModelMixin, ConfigMixin):
         rate_points = list(rate_points or [{"name": "q1", "lmbda": 1.0}])
         ucfg = dict(unet.get("kwargs", {}))
         self._check(ucfg, control_channels, latent_channels, token_dim, y_channels, parsing)
+        if sum(bool(r.get("default")) for r in rate_points) > 1:
+            raise ModelError("rate_points: at most one may be marked default")
         pcfg = ParsingConfig.from_dict(
             {**(parsing or {}), "z_levels": tuple(z_levels), "y_channels": y_channels,
              "num_rates": len(rate_points)}

@@ -56,7 +56,8 @@ def get_engine(model: str = "onedc-tiny", device: str | None = "auto", dtype: st
 class OneDCEncoder(Encoder):
     def __init__(self, options: Mapping[str, Any], device: str | None) -> None:
         self.engine = get_engine(options["model"], device or options["device"], options["dtype"], options["tile"])
-        q = int(options["quality"])
+        given = options.get("quality")
+        q = self.engine.default_quality if given is None else int(given)
         if q > self.engine.num_rates:
             raise CodecOptionError(
                 f"model {self.engine.ref.name} has {self.engine.num_rates} rate points; quality {q} "
