@@ -78,6 +78,23 @@ def test_init_gain_shift_extends_the_ladder_downwards(tmp_path, corpus):
         load_train_config(_config(tmp_path, corpus, "stage1", "noinit", init_gain_shift=1))
 
 
+def test_lr_scale_gives_prefixes_their_own_pace(tmp_path, corpus):
+    from onedc_media.errors import ModelError
+    from onedc_media.train.config import load_train_config
+    from onedc_media.train.run import train
+
+    loss = {"l1": 1.0, "mse": 1.0, "msssim": 0.0, "latent_l1": 0.1, "ce": 0.0}
+    t = train(_config(tmp_path, corpus, "stage1", "scaled", loss=loss, steps=2,
+                      lr_scale={"parsing.log_gain": 1000.0}), progress=False)
+    gain = t.stage.model.parsing.log_gain
+    groups = t.optimizers["main"].param_groups
+    assert [len(g["params"]) for g in groups][0] == 1 and groups[0]["params"][0] is gain
+    assert groups[0]["lr"] == pytest.approx(1000 * groups[1]["lr"])
+    assert all(p is not gain for p in groups[1]["params"])
+    with pytest.raises(ModelError, match="lr_scale"):
+        load_train_config(_config(tmp_path, corpus, "stage1", "bad", lr_scale={"unet.": 0}))
+
+
 def test_vae_teacher_stage2_and_export(tmp_path, corpus):
     from onedc_media.model.engine import OneDCEngine
     from onedc_media.train.export import export_checkpoint

@@ -40,6 +40,8 @@ class TrainConfig:
     steps: int = 10000
     lr: float = 1e-4
     lr_min_ratio: float = 0.1
+    #: parameter-name prefix -> learning-rate multiplier (e.g. ``{parsing.log_gain: 100}``)
+    lr_scale: dict[str, float] = field(default_factory=dict)
     warmup: int = 100
     weight_decay: float = 0.0
     grad_clip: float = 1.0
@@ -71,6 +73,8 @@ class TrainConfig:
             raise ModelError("batch_size, grad_accum and steps must be >= 1")
         if self.init_gain_shift and (self.init_gain_shift < 0 or not self.init):
             raise ModelError("init_gain_shift must be >= 0 and needs init")
+        if any(not isinstance(m, (int, float)) or m <= 0 for m in self.lr_scale.values()):
+            raise ModelError("lr_scale multipliers must be positive numbers")
         if self.stage == "stage2" and not self.teacher:
             raise ModelError("stage2 needs a teacher (run dir of a 'teacher' stage)")
 

@@ -59,7 +59,7 @@ class Trainer:
         self.run_dir = Path(config.run_dir)
         self.device = torch.device(config.device)
         self.optimizers = {
-            name: torch.optim.AdamW(ps, lr=config.lr, weight_decay=config.weight_decay)
+            name: torch.optim.AdamW(self._groups(ps), lr=config.lr, weight_decay=config.weight_decay)
             for name, ps in stage.params.items() if ps
         }
         if not self.optimizers:
@@ -67,6 +67,23 @@ class Trainer:
         self.scaler = torch.amp.GradScaler(enabled=config.amp == "fp16")
         self.step = 0
         self.wall = 0.0
+
+    def _groups(self, params: list[nn.Parameter]) -> list[dict]:
+        """One parameter group per ``lr_scale`` prefix (first match wins), then the rest.
+
+        Why: a few parameters need their own pace. The per-channel rate gains are a handful of
+        numbers that must follow the analysis transform's scale as it moves; at the network's
+        learning rate they lag, and the rates of the points they serve drift up.
+        """
+        scales = self.config.lr_scale or {}
+        names = {id(p): n for n, p in self.stage.model.named_parameters()}
+        groups: list[dict] = [{"params": [], "lr_scale": float(m)} for m in scales.values()]
+        rest: list[nn.Parameter] = []
+        for p in params:
+            name = names.get(id(p), "")
+            hit = next((i for i, pre in enumerate(scales) if name.startswith(pre)), None)
+            (rest if hit is None else groups[hit]["params"]).append(p)
+        return [g for g in groups if g["params"]] + ([{"params": rest, "lr_scale": 1.0}] if rest else [])
 
     # -- schedule ------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -134,7 +151,7 @@ class Trainer:
                 lr = self.lr_at(self.step)
                 for opt in self.optimizers.values():
                     for g in opt.param_groups:
-                        g["lr"] = lr
+                        g["lr"] = lr * g.get("lr_scale", 1.0)
                     opt.zero_grad(set_to_none=True)
                 parts_acc: dict[str, float] = {}
                 for micro in range(c.grad_accum):
