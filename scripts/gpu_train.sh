@@ -7,7 +7,7 @@
 #                    python scripts/gpu_pack.py pack            # corpus + init -> data/gpu/ (~26 MiB)
 #   on the device:   command: "bash scripts/gpu_train.sh"   carry: [".whl", "data/gpu"]
 #                    timeout_s: 590  (SECONDS=560 by default: the whole script's deadline)
-#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1g-tiny runs/stage1g-tiny
+#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1m-tiny runs/stage1m-tiny
 #
 # Set in the environment: CONFIGS (space-separated train configs), DEVICE (cuda),
 # DEADLINE_S (560), CHECK_BUDGET (190 seconds for the GPU check, 0 skips it), NO_WHEELS=1
@@ -19,7 +19,7 @@ start=$(date +%s)
 deadline=$((start + ${DEADLINE_S:-560}))
 out="${OUT:-/tmp/gpu_train_out}"
 mkdir -p "$out"
-configs=${CONFIGS:-"configs/train/stage1g-tiny.yaml configs/train/stage1g-tiny-low.yaml"}
+configs=${CONFIGS:-"configs/train/stage1m-tiny.yaml configs/train/stage1m-tiny-uniform.yaml"}
 check_budget=${CHECK_BUDGET:-190}
 export PYTHONUNBUFFERED=1
 
