@@ -668,3 +668,14 @@ def test_fifo_is_never_opened_blocking(tmp_path):
     assert stat.S_ISFIFO((src / "p.png").stat().st_mode)
     archive(src, dest, JPEG)  # would hang if the FIFO were opened for reading
     assert rows(dest)["p.png"]["error"] == "not a regular file"
+
+
+def test_onedc_archive_records_the_model_default_quality(tmp_path):
+    """No quality given: the manifest records the rate point the encoder used (the model's)."""
+    from onedc_media.model.engine import OneDCEngine
+
+    src, dest = tmp_path / "src", tmp_path / "dest"
+    write_picture(src / "a.png", picture(64, 64, 1))
+    res = archive(src, dest, EncodeSettings(codec="onedc"))
+    assert res.counts["done"] == 1
+    assert rows(dest)["a.png"]["quality"] == OneDCEngine.from_pretrained("onedc-tiny").default_quality

@@ -243,6 +243,11 @@ def test_option_validation():
     with pytest.raises(PluginError):
         CodecOption("not an identifier", "int", 1)
     assert q.describe() == "quality=50 (int, 1..100)"
+    unset = CodecOption("quality", "int", None, min=1, max=16)  # the codec decides (OneDC: its model)
+    assert unset.validate(None) is None and unset.validate("3") == 3
+    assert unset.describe() == "quality=(model) (int, 1..16)"
+    with pytest.raises(CodecOptionError):
+        q.validate(None)  # None is "unset" only where the default is unset
 
 
 def test_resolve_options_fills_defaults_and_rejects_unknown_names():

@@ -76,6 +76,15 @@ def test_init_gain_shift_extends_the_ladder_downwards(tmp_path, corpus):
                 progress=False)
     with pytest.raises(ModelError, match="needs init"):
         load_train_config(_config(tmp_path, corpus, "stage1", "noinit", init_gain_shift=1))
+    with pytest.raises(ModelError, match="integer"):
+        load_train_config(_config(tmp_path, corpus, "stage1", "half", init_gain_shift=1.5, **init))
+    flat = moved.stage.model.parsing
+    flat.log_gain.data[1, 0] = flat.log_gain.data[0, 0]  # one channel does not rise from q1 to q2
+    with pytest.raises(ValueError, match="do not rise"):
+        flat.shift_gain_ladder(1)
+    flat.log_gain.data[1] = flat.log_gain.data[0] + 20.0  # a step that takes the new q1 below 2**-12
+    with pytest.raises(ValueError, match="below"):
+        flat.shift_gain_ladder(1)
 
 
 def test_lr_scale_gives_prefixes_their_own_pace(tmp_path, corpus):
@@ -88,11 +97,30 @@ def test_lr_scale_gives_prefixes_their_own_pace(tmp_path, corpus):
                       lr_scale={"parsing.log_gain": 1000.0}), progress=False)
     gain = t.stage.model.parsing.log_gain
     groups = t.optimizers["main"].param_groups
-    assert [len(g["params"]) for g in groups][0] == 1 and groups[0]["params"][0] is gain
+    assert len(groups[0]["params"]) == 1 and groups[0]["params"][0] is gain
     assert groups[0]["lr"] == pytest.approx(1000 * groups[1]["lr"])
     assert all(p is not gain for p in groups[1]["params"])
-    with pytest.raises(ModelError, match="lr_scale"):
-        load_train_config(_config(tmp_path, corpus, "stage1", "bad", lr_scale={"unet.": 0}))
+    for bad in ({"unet.": 0}, {"unet.": True}, ["unet."]):
+        with pytest.raises(ModelError, match="lr_scale"):
+            load_train_config(_config(tmp_path, corpus, "stage1", "bad", lr_scale=bad))
+    with pytest.raises(ModelError, match="matches no parameter"):  # a typo must not be a no-op
+        train(_config(tmp_path, corpus, "stage1", "typo", loss=loss, steps=1,
+                      lr_scale={"parsing.log_gian": 10.0}), progress=False)
+    # Interrupted and resumed: the same steps as one run; the multiplier is the config's.
+    cfg = {"loss": loss, "steps": 3, "lr_scale": {"parsing.log_gain": 1000.0}}
+    full = train(_config(tmp_path, corpus, "stage1", "full", **cfg), progress=False)
+    train(_config(tmp_path, corpus, "stage1", "cut", **cfg), max_steps=2, progress=False)
+    cut = train(_config(tmp_path, corpus, "stage1", "cut", **cfg), progress=False)
+    assert _losses(tmp_path / "cut") == _losses(tmp_path / "full")
+    assert torch.equal(cut.stage.model.parsing.log_gain, full.stage.model.parsing.log_gain)
+    from onedc_media.train.config import load_train_config as load
+    from onedc_media.train.run import prepare
+
+    slower = prepare(load(_config(tmp_path, corpus, "stage1", "cut", **{**cfg, "lr_scale": {"parsing.log_gain": 10.0}})),
+                     progress=False)
+    assert slower.optimizers["main"].param_groups[0]["lr_scale"] == 10.0
+    with pytest.raises(ModelError, match="optimiser state does not fit"):  # groups changed
+        prepare(load(_config(tmp_path, corpus, "stage1", "cut", **{**cfg, "lr_scale": {}})), progress=False)
 
 
 def test_vae_teacher_stage2_and_export(tmp_path, corpus):

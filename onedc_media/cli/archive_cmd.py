@@ -64,7 +64,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g = p.add_argument_group("encoding")
     g.add_argument("-c", "--codec", default="onedc", help="codec name (default: onedc)")
     g.add_argument("-q", "--quality", help="the codec's quality / rate point (onedc: 1..6, 1 = "
-                   "fewest bits; default: the model's, 5 for onedc-tiny)")
+                   "fewest bits; default: the rate point the model names)")
     g.add_argument(
         "--opt", action="append", default=[], metavar="KEY=VALUE", help="codec option (repeatable)"
     )

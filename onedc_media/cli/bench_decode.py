@@ -106,7 +106,8 @@ def _args(p: argparse.ArgumentParser) -> None:
         "torch.compile); its one-time cost is reported, not timed",
     )
     p.add_argument(
-        "--quality", "-q", type=int, default=3, help="rate point 1..N of the packets (default 3)"
+        "--quality", "-q", type=int, default=None,
+        help="rate point 1..N of the packets (default: the model's default rate point)"
     )
     p.add_argument(
         "--image",
@@ -149,6 +150,8 @@ def _run(args: argparse.Namespace) -> object:
             raise CodecOptionError("--torch-threads must be at least 1")
         torch.set_num_threads(args.torch_threads)
     engine = OneDCEngine.from_pretrained(args.model, device=device)
+    if args.quality is None:
+        args.quality = engine.default_quality
     if not 1 <= args.quality <= engine.num_rates:
         raise CodecOptionError(f"--quality must be 1..{engine.num_rates} for {engine.ref.name}")
     photos = None

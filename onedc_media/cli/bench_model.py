@@ -11,7 +11,8 @@ def _args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--model", default="onedc-tiny", help="embedded model name or exported folder")
     p.add_argument("--image", help="picture to code (default: a 512x512 crop of a bundled photo)")
     p.add_argument("--size", default="512x512", help="WxH crop/resize of the picture (default 512x512)")
-    p.add_argument("-q", "--quality", type=int, default=3, help="rate point (1-based)")
+    p.add_argument("-q", "--quality", type=int, default=None,
+                   help="rate point, 1-based (default: the model's default rate point)")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
     p.add_argument("--dtype", default="float32", choices=("float32", "bfloat16", "float16"))
     p.add_argument("--threads", type=int, help="torch CPU threads")
@@ -39,7 +40,10 @@ def _run(args: argparse.Namespace):
     img = read_image(src)
     img = cv2.resize(img, (w, h), interpolation=cv2.INTER_AREA if w < img.shape[1] else cv2.INTER_CUBIC)
     engine = OneDCEngine.from_pretrained(args.model, device=args.device, dtype=getattr(torch, args.dtype))
-    return bench_model_stages(engine, img, q=args.quality - 1, repeats=args.repeats, warmup=args.warmup,
+    q = engine.default_quality if args.quality is None else args.quality
+    if not 1 <= q <= engine.num_rates:
+        raise CodecOptionError(f"--quality must be 1..{engine.num_rates} for {engine.ref.name}")
+    return bench_model_stages(engine, img, q=q - 1, repeats=args.repeats, warmup=args.warmup,
                               reference_codec=args.reference)
 
 

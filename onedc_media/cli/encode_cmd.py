@@ -26,7 +26,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("-o", "--output", help="output .odc file (one input) or folder (several)")
     p.add_argument("-c", "--codec", default="onedc", help="codec name (default: onedc)")
     p.add_argument("-q", "--quality", help="the codec's quality / rate point (onedc: 1..6, 1 = "
-                   "fewest bits; default: the model's, 5 for onedc-tiny)")
+                   "fewest bits; default: the rate point the model names)")
     p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
                    help="codec option (repeatable), e.g. --opt device=cuda --opt dtype=bfloat16")
     p.add_argument("--device", help="device for learned codecs (cpu, cuda, cuda:N)")

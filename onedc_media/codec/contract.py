@@ -109,7 +109,7 @@ class CodecOption:
             hi = "" if self.max is None else f"{self.max:g}"
             rng = f"{lo}..{hi}"
         kind = f"{self.type}, {rng}" if rng else self.type
-        shown = "(set by the model)" if self.default is None else self.default
+        shown = "(model)" if self.default is None else self.default
         return f"{self.name}={shown} ({kind})"
 
 

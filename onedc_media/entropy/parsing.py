@@ -19,6 +19,7 @@ model serves every quality and the rate point is a single integer in the packet.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import asdict, dataclass, field
 
 import numpy as np
@@ -137,11 +138,13 @@ class ParsingNet(nn.Module):
             raise ValueError(f"gain shift must be in 0..{Q - 1}, got {shift}")
         if shift == 0:
             return
-        if Q < 2:
-            raise ValueError("a ladder of one rate point cannot be extrapolated")
         lg = self.log_gain.data
         step = lg[1] - lg[0]
+        if (step <= 0).any():
+            raise ValueError("the gains do not rise from q1 to q2 in every channel: nothing to extrapolate")
         low = [lg[0] - k * step for k in range(shift, 0, -1)]
+        if float(low[0].min()) < -self.config.gain_frac * math.log(2):  # exported gain would round to 0
+            raise ValueError(f"moving the ladder {shift} points down takes a gain below 2**-{self.config.gain_frac}")
         self.log_gain.data = torch.stack(low + list(lg[: Q - shift]))
 
     # -- fixed-point helpers shared by training and export --------------------------

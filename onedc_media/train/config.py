@@ -71,10 +71,15 @@ class TrainConfig:
             raise ModelError("keep_every must be >= 0 and keep_checkpoints >= 1")
         if self.batch_size < 1 or self.grad_accum < 1 or self.steps < 1:
             raise ModelError("batch_size, grad_accum and steps must be >= 1")
+        if isinstance(self.init_gain_shift, bool) or not isinstance(self.init_gain_shift, int):
+            raise ModelError(f"init_gain_shift must be an integer, got {self.init_gain_shift!r}")
         if self.init_gain_shift and (self.init_gain_shift < 0 or not self.init):
             raise ModelError("init_gain_shift must be >= 0 and needs init")
-        if any(not isinstance(m, (int, float)) or m <= 0 for m in self.lr_scale.values()):
-            raise ModelError("lr_scale multipliers must be positive numbers")
+        if not isinstance(self.lr_scale, dict) or any(
+            not isinstance(k, str) or isinstance(m, bool) or not isinstance(m, (int, float)) or m <= 0
+            for k, m in self.lr_scale.items()
+        ):
+            raise ModelError("lr_scale must map parameter-name prefixes to positive numbers")
         if self.stage == "stage2" and not self.teacher:
             raise ModelError("stage2 needs a teacher (run dir of a 'teacher' stage)")
 

@@ -83,7 +83,10 @@ class Trainer:
             name = names.get(id(p), "")
             hit = next((i for i, pre in enumerate(scales) if name.startswith(pre)), None)
             (rest if hit is None else groups[hit]["params"]).append(p)
-        return [g for g in groups if g["params"]] + ([{"params": rest, "lr_scale": 1.0}] if rest else [])
+        unused = [pre for pre, g in zip(scales, groups) if not g["params"]]
+        if unused:
+            raise ModelError(f"lr_scale: {', '.join(map(repr, unused))} matches no parameter that trains")
+        return groups + ([{"params": rest, "lr_scale": 1.0}] if rest else [])
 
     # -- schedule ------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
@@ -105,7 +108,18 @@ class Trainer:
         ckpt = latest_checkpoint(self.run_dir)
         if ckpt is None:
             return False
-        state = load_checkpoint(ckpt, self.stage.model, {**self.optimizers, **self.stage.aux_optimizers})
+        try:
+            state = load_checkpoint(ckpt, self.stage.model, {**self.optimizers, **self.stage.aux_optimizers})
+        except ValueError as exc:  # torch: "loaded state dict has a different number of ..."
+            raise ModelError(
+                f"{ckpt}: its optimiser state does not fit this config (train_modules or lr_scale "
+                f"changed since the run started?): {exc}"
+            ) from None
+        # The multipliers are the config's, not the checkpoint's (the group layout is the same).
+        for opt in self.optimizers.values():
+            params = [p for group in opt.param_groups for p in group["params"]]
+            for group, fresh in zip(opt.param_groups, self._groups(params)):
+                group["lr_scale"] = fresh["lr_scale"]
         self.step = int(state["step"])
         self.wall = float(state.get("wall_seconds", 0.0))
         log.info("resumed from %s at step %d", ckpt, self.step)

@@ -17,8 +17,8 @@ ONEDC = CodecInfo(
     factory="onedc_media_plugins.onedc.codec:OneDCCodec",
     options=(
         CodecOption("quality", "int", None, "rate point: 1 = fewest bits; the model defines how "
-                    "many and which is the default (onedc-tiny: 1..6, about 0.035 .. 0.26 bpp on "
-                    "photos, default 5; see its model card)", min=1, max=16),
+                    "many and names a default (the middle of its ladder if it does not; onedc-tiny: "
+                    "1..6, about 0.035 .. 0.26 bpp on photos, see its model card)", min=1, max=16),
         CodecOption("model", "str", "onedc-tiny", "embedded model name or a local exported model folder"),
         CodecOption("device", "str", "auto", "synthesis device: auto, cpu, cuda, cuda:N "
                     "(entropy coding always runs on the CPU)"),
