@@ -5,7 +5,7 @@
     from onedc_media.archive import EncodeSettings, archive, archive_status
 
     result = archive("photos/", "photos.odc-archive/", EncodeSettings(codec="onedc",
-                     options={"quality": 2}), verify=True)
+                     options={"quality": 5}), verify=True)
     print(archive_status("photos.odc-archive/").counts)
 
 Modules: ``manifest`` (the SQLite manifest), ``walk`` (sources and output names),
