@@ -238,3 +238,27 @@ def test_default_quality_without_a_mark_is_the_middle():
 
     with pytest.raises(ModelError, match="at most one"):
         OneDCModel(**cfg)
+
+
+def test_quality_ceiling_benchmark(tmp_path, capsys):
+    """benchmarks/quality_ceiling.py: the VAE round trip bounds the codec; junk is skipped."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location(
+        "quality_ceiling", Path(__file__).parents[1] / "benchmarks" / "quality_ceiling.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    import cv2
+
+    img = read_image(DATA / "astronaut.png")
+    cv2.imwrite(str(tmp_path / "a.png"), img[:, :, ::-1])
+    (tmp_path / "b.png").write_bytes(b"not a picture")
+    assert mod.main([str(tmp_path), "--crop", "128"]) == 0
+    out = capsys.readouterr().out
+    row = next(line for line in out.splitlines() if line.startswith("a.png")).split()
+    vae, codec = float(row[1]), float(row[2])
+    assert 15 < codec < 60 and 15 < vae < 60
+    assert "b.png" in out and "skipped" in out and "the latent path loses" in out
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    assert mod.main([str(empty)]) == 1

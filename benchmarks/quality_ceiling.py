@@ -1,0 +1,91 @@
+"""Where a OneDC model's quality stops: the VAE round trip against the codec's top rate point.
+
+Not a test. The decoder ends in the VAE's decoder, so the VAE's own round trip
+(``decode(encode(x))``, no bits involved) is about as good as any rate point can get (the
+latent path could in principle find a better latent than the VAE encoder; at this scale it
+stays below); how far the top rate point stays below it is what the latent path loses. The
+two numbers say which part to train next::
+
+    python benchmarks/quality_ceiling.py data/corpus/test            # onedc-tiny, 512x512 crops
+    python benchmarks/quality_ceiling.py photos/ --model my-model/ --crop 256 -q 4
+
+Prints one row per picture (PSNR in dB, RGB, 8-bit) and the means.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import numpy as np
+
+
+def psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
+    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+
+
+def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
+    """The centre ``size`` x ``size`` (or less), cut to a multiple of 64 as the codec needs."""
+    h, w = (min(size, d) // 64 * 64 for d in img.shape[:2])
+    if h == 0 or w == 0:
+        raise ValueError(f"picture {img.shape[1]}x{img.shape[0]} is smaller than 64x64")
+    top, left = (img.shape[0] - h) // 2, (img.shape[1] - w) // 2
+    return np.ascontiguousarray(img[top : top + h, left : left + w])
+
+
+def vae_round_trip(model, img: np.ndarray) -> np.ndarray:
+    import torch
+
+    x = torch.from_numpy(img).permute(2, 0, 1)[None].float() / 127.5 - 1
+    with torch.no_grad():
+        y = model.vae.decode(model.vae.encode(x))
+    return ((y.clamp(-1, 1) + 1) * 127.5).round().byte()[0].permute(1, 2, 0).numpy()
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("images", type=Path, help="folder of pictures")
+    ap.add_argument("--model", default="onedc-tiny", help="embedded model name or exported folder")
+    ap.add_argument("--crop", type=int, default=512, help="centre crop size (default 512)")
+    ap.add_argument("-q", "--quality", type=int, default=None,
+                    help="rate point to compare (default: the model's highest)")
+    ap.add_argument("--limit", type=int, default=0, help="at most this many pictures (0: all)")
+    args = ap.parse_args(argv)
+
+    from onedc_media.errors import OdcError
+    from onedc_media.imageio import read_image
+    from onedc_media.model.engine import OneDCEngine
+
+    files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
+    if args.limit:
+        files = files[: args.limit]
+    if not files:
+        print(f"quality_ceiling: no pictures in {args.images}", file=sys.stderr)
+        return 1
+    engine = OneDCEngine.from_pretrained(args.model)
+    q = args.quality or engine.num_rates
+    if not 1 <= q <= engine.num_rates:
+        print(f"quality_ceiling: -q must be 1..{engine.num_rates}", file=sys.stderr)
+        return 1
+    vae, codec = [], []
+    print(f"{'picture':44s} {'VAE':>7s} {f'q{q}':>7s}  (PSNR dB, {args.crop}px centre crops)")
+    for f in files:
+        try:
+            img = centre_crop(read_image(f), args.crop)
+        except (OdcError, ValueError) as exc:
+            print(f"{f.name[:44]:44s} skipped: {exc}")
+            continue
+        vae.append(psnr(img, vae_round_trip(engine.model.eval(), img)))
+        codec.append(psnr(img, engine.decompress(engine.compress([img], q - 1))[0]))
+        print(f"{f.name[:44]:44s} {vae[-1]:7.2f} {codec[-1]:7.2f}", flush=True)
+    if not vae:
+        return 1
+    print(f"{'mean':44s} {np.mean(vae):7.2f} {np.mean(codec):7.2f}"
+          f"  (the latent path loses {np.mean(vae) - np.mean(codec):.2f} dB)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
