@@ -1,10 +1,10 @@
 """Where a OneDC model's quality stops: the VAE round trip against the codec's top rate point.
 
-Not a test. The decoder ends in the VAE's decoder, so the VAE's own round trip
-(``decode(encode(x))``, no bits involved) is about as good as any rate point can get (the
-latent path could in principle find a better latent than the VAE encoder; at this scale it
-stays below); how far the top rate point stays below it is what the latent path loses. The
-two numbers say which part to train next::
+Not a test. The decoder ends in the VAE's decoder, so the round trip through it
+(``decode(encode(x))``, no bits involved) is about as good as a rate point can get with that
+decoder (the latent path could in principle find a better latent than the VAE encoder; at
+this scale it stays below); how far the top rate point stays below it is what the latent
+path loses. The two numbers say which part to train next::
 
     python benchmarks/quality_ceiling.py data/corpus/test            # onedc-tiny, 512x512 crops
     python benchmarks/quality_ceiling.py photos/ --model my-model/ --crop 256 -q 4
