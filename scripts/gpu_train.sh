@@ -30,6 +30,9 @@ fi
 export PYTHONPATH="/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
 python3 scripts/gpu_pack.py assemble data/gpu || exit 2
+# The assembled init (~42 MiB) is rebuilt on every call: never leave it in the pack, where a
+# dry run here would push the next lease's carry (data/gpu + .whl) over its 64 MiB.
+trap 'rm -rf data/gpu/init' EXIT
 
 if [ "$check_budget" -gt 0 ]; then
   echo "== GPU check (budget ${check_budget} s)"
