@@ -58,6 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     from onedc_media.imageio import read_image
     from onedc_media.model.engine import OneDCEngine
 
+    if not args.images.is_dir():
+        print(f"quality_ceiling: {args.images} is not a folder", file=sys.stderr)
+        return 1
+    if args.crop < 64:
+        print("quality_ceiling: --crop must be at least 64", file=sys.stderr)
+        return 1
     files = sorted(p for p in args.images.iterdir() if p.suffix.lower() in (".png", ".jpg", ".jpeg"))
     if args.limit:
         files = files[: args.limit]
@@ -65,7 +71,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"quality_ceiling: no pictures in {args.images}", file=sys.stderr)
         return 1
     engine = OneDCEngine.from_pretrained(args.model)
-    q = args.quality or engine.num_rates
+    q = engine.num_rates if args.quality is None else args.quality
     if not 1 <= q <= engine.num_rates:
         print(f"quality_ceiling: -q must be 1..{engine.num_rates}", file=sys.stderr)
         return 1
@@ -81,6 +87,7 @@ def main(argv: list[str] | None = None) -> int:
         codec.append(psnr(img, engine.decompress(engine.compress([img], q - 1))[0]))
         print(f"{f.name[:44]:44s} {vae[-1]:7.2f} {codec[-1]:7.2f}", flush=True)
     if not vae:
+        print(f"quality_ceiling: no usable picture in {args.images}", file=sys.stderr)
         return 1
     print(f"{'mean':44s} {np.mean(vae):7.2f} {np.mean(codec):7.2f}"
           f"  (the latent path loses {np.mean(vae) - np.mean(codec):.2f} dB)")

@@ -262,3 +262,8 @@ def test_quality_ceiling_benchmark(tmp_path, capsys):
     empty = tmp_path / "empty"
     empty.mkdir()
     assert mod.main([str(empty)]) == 1
+    assert mod.main([str(tmp_path / "missing")]) == 1  # one line, no traceback
+    assert mod.main([str(tmp_path), "-q", "0"]) == 1
+    (empty / "junk.png").write_bytes(b"junk")
+    assert mod.main([str(empty)]) == 1
+    assert "no usable picture" in capsys.readouterr().err
