@@ -64,6 +64,10 @@ class Trainer:
         }
         if not self.optimizers:
             raise ModelError("nothing to train: no parameter matches train_modules")
+        used = {g.get("prefix") for opt in self.optimizers.values() for g in opt.param_groups}
+        unused = [pre for pre in config.lr_scale or {} if pre not in used]
+        if unused:  # a typo, or another stage's names (stage2's are codec.*), must not be a no-op
+            raise ModelError(f"lr_scale: {', '.join(map(repr, unused))} matches no parameter that trains")
         self.scaler = torch.amp.GradScaler(enabled=config.amp == "fp16")
         self.step = 0
         self.wall = 0.0
@@ -77,16 +81,13 @@ class Trainer:
         """
         scales = self.config.lr_scale or {}
         names = {id(p): n for n, p in self.stage.model.named_parameters()}
-        groups: list[dict] = [{"params": [], "lr_scale": float(m)} for m in scales.values()]
+        groups = [{"params": [], "lr_scale": float(m), "prefix": pre} for pre, m in scales.items()]
         rest: list[nn.Parameter] = []
         for p in params:
             name = names.get(id(p), "")
             hit = next((i for i, pre in enumerate(scales) if name.startswith(pre)), None)
             (rest if hit is None else groups[hit]["params"]).append(p)
-        unused = [pre for pre, g in zip(scales, groups) if not g["params"]]
-        if unused:
-            raise ModelError(f"lr_scale: {', '.join(map(repr, unused))} matches no parameter that trains")
-        return groups + ([{"params": rest, "lr_scale": 1.0}] if rest else [])
+        return [g for g in groups if g["params"]] + ([{"params": rest, "lr_scale": 1.0}] if rest else [])
 
     # -- schedule ------------------------------------------------------------------
     def lr_at(self, step: int) -> float:
