@@ -397,7 +397,7 @@ def main(argv: list[str] | None = None) -> int:
             traceback.print_exc()
         for name, engine in engines:
             for w, h in sizes:
-                if name != "onedc-tiny" and (w, h) == sizes[1] and elapsed() > args.budget * 0.6:
+                if name != "onedc-tiny" and (w, h) == sizes[1] and elapsed() > args.budget * 0.8:
                     record("INFO", f"{name} {w}x{h}", "skipped: over budget")
                     continue
                 distinct = clip(min(4, n_perf[(w, h)]), w, h)

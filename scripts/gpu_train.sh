@@ -7,10 +7,10 @@
 #                    python scripts/gpu_pack.py pack            # corpus + init -> data/gpu/ (~26 MiB)
 #   on the device:   command: "bash scripts/gpu_train.sh"   carry: [".whl", "data/gpu"]
 #                    timeout_s: 590  (SECONDS=560 by default: the whole script's deadline)
-#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1m-tiny runs/stage1m-tiny
+#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1n-tiny runs/stage1n-tiny
 #
 # Set in the environment: CONFIGS (space-separated train configs), DEVICE (cuda),
-# DEADLINE_S (560), CHECK_BUDGET (190 seconds for the GPU check, 0 skips it), NO_WHEELS=1
+# DEADLINE_S (560), CHECK_BUDGET (260 seconds for the GPU check, 0 skips it), NO_WHEELS=1
 # (use the installed packages). A dry run here: NO_WHEELS=1 DEVICE=cpu CHECK_BUDGET=0
 # DEADLINE_S=170 OUT=/tmp/gto PATH=.venv/bin:$PATH bash scripts/gpu_train.sh
 set -uo pipefail
@@ -19,8 +19,8 @@ start=$(date +%s)
 deadline=$((start + ${DEADLINE_S:-560}))
 out="${OUT:-/tmp/gpu_train_out}"
 mkdir -p "$out"
-configs=${CONFIGS:-"configs/train/stage1m-tiny.yaml configs/train/stage1m-tiny-uniform.yaml"}
-check_budget=${CHECK_BUDGET:-190}
+configs=${CONFIGS:-"configs/train/stage1n-tiny.yaml configs/train/stage1o-tiny.yaml"}
+check_budget=${CHECK_BUDGET:-260}
 export PYTHONUNBUFFERED=1
 
 if [ -z "${NO_WHEELS:-}" ]; then   # NO_WHEELS=1: the local environment has them (a dry run here)
@@ -36,7 +36,7 @@ trap 'rm -rf data/gpu/init' EXIT
 
 if [ "$check_budget" -gt 0 ]; then
   echo "== GPU check (budget ${check_budget} s)"
-  timeout $((check_budget + 45)) python3 benchmarks/gpu_check.py --device cuda --repeats 2 \
+  timeout $((check_budget + 90)) python3 benchmarks/gpu_check.py --device cuda --repeats 2 \
     --budget "$check_budget" --json "$out/gpu_check.json" > "$out/gpu_check.log" 2>&1
   echo "gpu_check exit $?"; tail -n 40 "$out/gpu_check.log"
 fi
