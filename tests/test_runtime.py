@@ -438,6 +438,53 @@ def test_cuda_is_refused_without_cuda():
         CudaSynthesizer(FakeEngine())
 
 
+def test_compiled_synthesis_compiles_once_whatever_the_callers_thread_count():
+    """Dynamo guards a graph on torch's (per-thread) intra-op count, and the runtime's
+    threads see different counts: each new count compiled the synthesis again."""
+    from onedc_media.runtime.cuda import CompiledFunction
+
+    graphs: list[object] = []
+
+    def backend(gm, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    fn = CompiledFunction(lambda y, z: torch.relu(y) + z, backend=backend)
+    y, z = torch.randn(2, 3), torch.ones(2, 3)
+    seen: list[int] = []
+
+    def call(threads: int | None) -> None:
+        if threads is not None:
+            torch.set_num_threads(threads)
+        torch.testing.assert_close(fn(y, z), torch.relu(y) + z)
+        seen.append(torch.get_num_threads())
+
+    main = torch.get_num_threads()
+    try:
+        call(None)
+        for threads in (1, 3, None):
+            t = threading.Thread(target=call, args=(threads,))
+            t.start()
+            t.join()
+    finally:
+        torch.set_num_threads(main)
+    assert len(graphs) == 1
+    assert seen[1:3] == [1, 3]  # each caller keeps its own count
+
+
+def test_compiled_synthesis_falls_back_to_eager():
+    from onedc_media.runtime.cuda import CompiledFunction
+
+    def broken(gm, example_inputs):
+        raise RuntimeError("no compiler here")
+
+    fn = CompiledFunction(lambda y, z: y * 2 + z, backend=broken)
+    y = torch.arange(4.0)
+    for _ in range(2):
+        torch.testing.assert_close(fn(y, y), y * 3)
+    assert not fn.ok
+
+
 class FakeCodecDecoder:
     """A codec ``Decoder`` without an engine (e.g. jpeg)."""
 

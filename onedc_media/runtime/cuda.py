@@ -46,7 +46,7 @@ from onedc_media.errors import CodecOptionError
 from onedc_media.runtime.compiled import with_synthesize
 from onedc_media.runtime.decoder import GPU_MAX_BATCH, MEMORY_SHARE
 
-__all__ = ["CudaSynthesizer", "GraphedFunction"]
+__all__ = ["CompiledFunction", "CudaSynthesizer", "GraphedFunction"]
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +61,47 @@ def _autocast_state() -> Any:
         return torch.is_autocast_enabled("cuda"), torch.get_autocast_dtype("cuda")
     except TypeError:  # torch < 2.4
         return torch.is_autocast_enabled(), torch.get_autocast_gpu_dtype()
+
+
+class CompiledFunction:
+    """``fn(y, z)`` through ``torch.compile`` (``dynamic=False``), falling back to eager.
+
+    TorchDynamo guards every compiled graph on torch's intra-op thread count (its "global
+    state"; the test shows a second thread count compiling the graph again), and that
+    count is per thread here: the decoder runtime gives each entropy thread a share of the
+    cores, and a synthesis thread started while they set theirs inherits one count or the
+    other, run by run. So every call runs under the count the function was made with (the
+    GPU kernels do not use those threads) and puts the caller's back afterwards. New batch
+    shapes still compile once each (``dynamic=False``): a sequence meets the memory probe's
+    one-frame batch, the measured batch size and its last, shorter batch.
+    """
+
+    def __init__(
+        self, fn: Callable[..., Any], *, mode: str | None = None, backend: Any = "inductor"
+    ) -> None:
+        import torch
+
+        self.fn = fn
+        self.compiled = torch.compile(fn, dynamic=False, mode=mode, backend=backend)
+        self.threads = torch.get_num_threads()
+        self.ok = True
+
+    def __call__(self, y: Any, z: Any) -> Any:
+        import torch
+
+        if self.ok:
+            own = torch.get_num_threads()
+            if own != self.threads:
+                torch.set_num_threads(self.threads)
+            try:
+                return self.compiled(y, z)
+            except Exception as exc:  # noqa: BLE001 - an optimisation: fall back to eager
+                log.warning("torch.compile of the synthesis failed (running eagerly): %s", exc)
+                self.ok = False
+            finally:
+                if own != self.threads:
+                    torch.set_num_threads(own)
+        return self.fn(y, z)
 
 
 class GraphedFunction:
@@ -191,26 +232,13 @@ class CudaSynthesizer:
     def _with_synthesize(self, engine: Any, compile: bool, cuda_graphs: bool) -> Any:
         if not (compile or cuda_graphs):
             return engine
-        import torch
 
         model = engine.model
         eager = model.synthesize
         if compile:
-            mode = "reduce-overhead" if cuda_graphs else None
-            compiled = torch.compile(eager, dynamic=False, mode=mode)
-            state = {"ok": True}
-
-            def fn(y: Any, z: Any) -> Any:
-                if state["ok"]:
-                    try:
-                        return compiled(y, z)
-                    except Exception as exc:  # noqa: BLE001 - an optimisation: fall back
-                        log.warning(
-                            "torch.compile of the synthesis failed (running eagerly): %s", exc
-                        )
-                        state["ok"] = False
-                return eager(y, z)
-
+            fn: Callable[..., Any] = CompiledFunction(
+                eager, mode="reduce-overhead" if cuda_graphs else None
+            )
             self.compiled = True
         else:
             fn = GraphedFunction(eager, self.dev)
