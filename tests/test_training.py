@@ -219,7 +219,9 @@ def test_gpu_pack_harvest_round_trip(tmp_path, corpus):
     with the run's config and wall time kept for the model card's training table."""
     import json
 
-    from safetensors.torch import load_file
+    import shutil
+
+    from safetensors.torch import load_file, save_file
 
     from onedc_media.train.run import train
 
@@ -240,6 +242,18 @@ def test_gpu_pack_harvest_round_trip(tmp_path, corpus):
         assert torch.equal(got[k], v.half().float()), k
     info = json.loads((ckpt / "trainer.json").read_text())
     assert info["step"] == 2 and info["config"]["stage"] == "stage1" and info["wall_seconds"] > 0
+    assert any(not torch.equal(got[k], v) for k, v in want.items())  # float16 lost bits
+    # --base: tensors that did not train (equal to the base's float16) come back float32
+    # bit for bit; one that differs (it trained) keeps the harvested value
+    base = tmp_path / "base" / "checkpoints" / "step_00000002"
+    shutil.copytree(run / "checkpoints" / "step_00000002", base)
+    trained = next(k for k in want if want[k].is_floating_point() and want[k].numel() > 1)
+    save_file({**want, trained: want[trained] + 1}, str(base / "model.safetensors"))
+    assert gpu_pack.main(["unharvest", str(tmp_path / "back" / "s1"), str(tmp_path / "exact"),
+                          "--base", str(tmp_path / "base")]) == 0
+    exact = load_file(str(tmp_path / "exact" / "checkpoints" / "step_00000002" / "model.safetensors"))
+    for k, v in want.items():
+        assert torch.equal(exact[k], v.half().float() if k == trained else v.float()), k
     # and it starts a run (init) like any checkpoint
     cfg2 = _config(tmp_path, corpus, "stage1", "s2", steps=1, loss={"ce": 0.0},
                    init=str(tmp_path / "here"))
