@@ -18,7 +18,7 @@ networks, 43 MB for the codec alone) and the wheels do not fit as they are, so:
 
 float16 is exact for the shipped weights (they are float16), but not for the float32
 checkpoint they were exported from: the integer parsing tables an export derives from the
-float rate gains moved with float16 rounding alone (held-out rates +1 to +5 % by rate
+float rate gains moved with float16 rounding alone (held-out rates -0.5 to +4.5 % by rate
 point, the same bits of a frozen encoder no longer the same). ``unharvest --base CKPT``
 therefore puts back, from the run's float32 init, every tensor that did not train (equal
 to the init's float16 rounding): a run that froze the encoder side then encodes exactly

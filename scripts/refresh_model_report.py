@@ -163,7 +163,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--runs", default="runs/vae-tiny,runs/stage1-tiny,runs/stage1c-tiny,runs/teacher-tiny,runs/stage2-tiny,"
                     "runs/ablations/stage2-rec-only-tiny,runs/stage2-rec-tiny,runs/stage1g-tiny,"
                     "runs/stage1g-tiny-low,runs/stage1h-tiny,runs/stage2-rec-g-tiny,runs/stage1i-tiny,"
-                    "runs/stage2-rec-i-tiny,runs/stage1j-tiny",
+                    "runs/stage2-rec-i-tiny,runs/stage1j-tiny,runs/stage1n-tiny",
                     help="training run folders summarised in the card (missing ones are skipped)")
     args = ap.parse_args(argv)
     out = Path(args.out)
