@@ -218,7 +218,6 @@ def test_gpu_pack_harvest_round_trip(tmp_path, corpus):
     """What comes back from a GPU lease (two float16 files) resumes as the same weights,
     with the run's config and wall time kept for the model card's training table."""
     import json
-
     import shutil
 
     from safetensors.torch import load_file, save_file
