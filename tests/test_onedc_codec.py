@@ -212,6 +212,46 @@ def test_plugin_codec_through_registry(tmp_path):
         info.create().decoder(stream.codec_params, model=forged)
 
 
+def test_earlier_weights_decode_from_the_model_path(tmp_path, monkeypatch, capsys):
+    """A file written with other weights than the embedded ones (an earlier release's):
+    refused with a message that says how, then decoded with `decode --model DIR` or
+    ONEDC_MEDIA_MODEL_PATH, which are searched by SHA-256."""
+    import shutil
+
+    from safetensors.torch import load_file, save_file
+
+    from onedc_media.cli.main import main
+    from onedc_media.model.loading import MODEL_PATH_ENV, embedded_model_dir, find_model
+    from onedc_media.stills import encode_pictures
+
+    monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
+    old = tmp_path / "models" / "older"
+    shutil.copytree(embedded_model_dir(), old)
+    sd = load_file(str(old / "model.safetensors"))
+    name = next(k for k in sorted(sd) if k.startswith("vae.") and sd[k].is_floating_point())
+    save_file({**sd, name: sd[name] * 0.5}, str(old / "model.safetensors"))
+    img = read_image(DATA / "astronaut.png")[:64, :96].copy()
+    res = encode_pictures([img], tmp_path / "old.odc", codec="onedc", options={"model": str(old)})
+    assert res.pictures == 1
+
+    assert main(["decode", str(tmp_path / "old.odc"), "-o", str(tmp_path / "a.png")]) == 1
+    err = capsys.readouterr().err
+    assert "--model DIR" in err and MODEL_PATH_ENV in err
+    for extra in (["--model", str(old)], ["--model", str(old.parent)]):  # a folder of models too
+        out = tmp_path / f"b{len(extra[1])}.png"
+        assert main(["decode", str(tmp_path / "old.odc"), "-o", str(out), *extra]) == 0
+        assert read_image(out).shape == img.shape
+    monkeypatch.setenv(MODEL_PATH_ENV, os.pathsep.join([str(tmp_path / "nowhere"), str(old.parent)]))
+    assert main(["decode", str(tmp_path / "old.odc"), "-o", str(tmp_path / "c.png")]) == 0
+    from onedc_media import container
+
+    with container.open(tmp_path / "old.odc") as inp:
+        ref = inp.streams[0].model
+    assert find_model(ref) == str(old)
+    assert find_model(ModelRef(ref.name, "0" * 64, ref.parsing_sha256)) is None
+    assert main(["decode", str(tmp_path / "old.odc"), "--model", str(tmp_path / "none")]) == 1
+
+
 def test_default_quality_is_the_models(tmp_path, engine):
     """No quality given: the rate point the model marks as its default, recorded in the stream."""
     from onedc_media import container, load_plugins

@@ -31,6 +31,7 @@ examples:
   onedc-media decode clip.odc -o clip.mp4
   onedc-media decode clip.odc -o clip.mkv --crf 12 --preset slow
   onedc-media decode clip.odc --keyframes-only -o stills/
+  onedc-media decode old.odc --model models/    # weights other than the embedded ones
 """
 
 
@@ -72,6 +73,12 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="quality of .jpg pictures written (default 95)",
     )  # fmt: skip
     g.add_argument("--device", metavar="DEV", help="device for the keyframe codec (cpu, cuda)")
+    g.add_argument(
+        "--model", action="append", metavar="DIR", default=[],
+        help="a model folder (or a folder of them) to find the weights the file names in, "
+        "when they are not the embedded ones; repeatable; ONEDC_MEDIA_MODEL_PATH is "
+        "searched too",
+    )  # fmt: skip
     g.add_argument("--no-progress", action="store_true", help="no progress bar")
     g.add_argument("--json", action="store_true", help="print what was written as JSON")
     p.set_defaults(func=run)
@@ -106,6 +113,15 @@ def run(args: argparse.Namespace) -> int:
 
     if not 1 <= args.jpeg_quality <= 100:
         raise CodecOptionError(f"--jpeg-quality must be 1..100, got {args.jpeg_quality}")
+    for folder in args.model:
+        if not os.path.isdir(folder):
+            raise CodecOptionError(f"--model {folder}: no such folder")
+    if args.model:  # the keyframe codec searches these (this process is the CLI's own)
+        from onedc_media.model.loading import MODEL_PATH_ENV
+
+        os.environ[MODEL_PATH_ENV] = os.pathsep.join(
+            [*args.model, *filter(None, os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep))]
+        )
     codecs = onedc_media.default_plugins().codecs
     with container.open(args.input) as inp:
         stream = picture_stream(inp, args.stream)

@@ -211,7 +211,8 @@ class OneDCEngine:
             raise ModelMismatchError(
                 f"stream was encoded with weights {ref.name} sha256 {ref.sha256[:16]}..., "
                 f"this decoder holds {self.ref.name} sha256 {self.ref.sha256[:16]}... "
-                "(pass the matching model with --model)"
+                "(decode --model DIR, or ONEDC_MEDIA_MODEL_PATH, with a folder holding those "
+                "weights; the model card lists earlier versions)"
             )
 
     @property

@@ -11,7 +11,21 @@ import yaml
 
 from onedc_media.errors import ModelError
 
-__all__ = ["model_config", "build_model", "embedded_model_dir", "repo_configs_dir", "DEFAULT_MODEL"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "MODEL_PATH_ENV",
+    "build_model",
+    "embedded_model_dir",
+    "find_model",
+    "model_config",
+    "repo_configs_dir",
+]
+
+#: Folders searched for the weights a stream names, ``os.pathsep``-separated: each an
+#: exported model folder or a folder of them. A file outlives the weights a release
+#: embeds; ``onedc-media decode --model DIR`` extends this path.
+MODEL_PATH_ENV = "ONEDC_MEDIA_MODEL_PATH"
+_hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
 
 DEFAULT_MODEL = "onedc-tiny"
 
@@ -56,3 +70,27 @@ def build_model(spec: str | os.PathLike):  # -> OneDCModel (lazy import keeps th
         return OneDCModel(**cfg)
     except TypeError as exc:
         raise ModelError(f"bad model config {spec}: {exc}") from None
+
+
+def _file_sha256(path: Path) -> str:
+    from onedc_media.model.engine import _sha256_file
+
+    st = path.stat()
+    key = (str(path), st.st_size, st.st_mtime_ns)
+    if key not in _hashes:
+        _hashes[key] = _sha256_file(path)
+    return _hashes[key]
+
+
+def find_model(ref: Any, search: str | None = None) -> str | None:
+    """The first folder on *search* (default: ``$ONEDC_MEDIA_MODEL_PATH``) whose
+    ``model.safetensors`` has the SHA-256 that *ref* (a ``ModelRef``) names, or None."""
+    search = os.environ.get(MODEL_PATH_ENV, "") if search is None else search
+    for root in (Path(r) for r in search.split(os.pathsep) if r):
+        if not root.is_dir():
+            continue
+        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
+            f = folder / "model.safetensors"
+            if f.is_file() and _file_sha256(f) == ref.sha256:
+                return str(folder)
+    return None

@@ -3,6 +3,11 @@
 A stream header records the model (name, SHA-256 of the synthesis weights, hash of the
 parsing model) and ``{"quality": q}``; each packet is one OneDC picture
 (:mod:`onedc_media.model.bitstream`). Decoders refuse streams made with other weights.
+
+A file outlives the weights a release embeds: a decoder whose embedded model is not the
+one a stream names looks for it, by SHA-256, in the folders of ``ONEDC_MEDIA_MODEL_PATH``
+(``os.pathsep``-separated; each an exported model folder or a folder of them), which
+``onedc-media decode --model DIR`` extends. The model card lists earlier weights.
 """
 
 from __future__ import annotations
@@ -15,7 +20,8 @@ from typing import Any
 import numpy as np
 
 from onedc_media.codec.contract import Codec, Decoder, Encoder, ModelRef, check_frames
-from onedc_media.errors import BitstreamError, CodecOptionError
+from onedc_media.errors import BitstreamError, CodecOptionError, ModelError
+from onedc_media.model.loading import find_model
 
 __all__ = ["OneDCCodec", "OneDCEncoder", "OneDCDecoder", "get_engine"]
 
@@ -75,7 +81,16 @@ class OneDCDecoder(Decoder):
     def __init__(self, params: Mapping[str, Any], model: ModelRef | None, options: Mapping[str, Any],
                  device: str | None) -> None:
         name = str(options.get("model") or (model.name if model else "") or "onedc-tiny")
-        self.engine = get_engine(name, device or options["device"], options["dtype"], options["tile"])
+        args = (device or options["device"], options["dtype"], options["tile"])
+        try:
+            self.engine = get_engine(name, *args)
+            held = self.engine.ref.sha256
+        except ModelError:  # a name that is no embedded model: perhaps on the search path
+            self.engine, held = None, None
+        if model is not None and held != model.sha256 and (found := find_model(model)):
+            self.engine = get_engine(found, *args)
+        if self.engine is None:
+            self.engine = get_engine(name, *args)  # raises the loading error
         self.engine.check_model(model)
 
     def decode(self, packets: Sequence[bytes]) -> list[np.ndarray]:
