@@ -207,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="verb", required=True)
     p = sub.add_parser("pack", help="write data/gpu (here)")
-    p.add_argument("--init", type=Path, default=ROOT / "runs" / "stage1j-tiny",
+    p.add_argument("--init", type=Path, default=ROOT / "runs" / "stage1n-tiny",
                    help="checkpoint (or run) the shipped weights were exported from")
     p.add_argument("--tokenizer", type=Path,
                    default=ROOT / "runs" / "stage1c-tiny" / "tokenizer.safetensors")
