@@ -295,6 +295,7 @@ def throughput(
         traced = opts.get("compile") or opts.get("cuda_graphs")
         for _ in dec.decode(packets if traced else packets[: max(2, len(packets) // 4)]):
             pass
+        warm_batches = list(dec.last_stats.batch_sizes) if dec.last_stats else []
         if cuda:
             torch.cuda.reset_peak_memory_stats()
         graphs_before = _compiled_graphs()
@@ -311,7 +312,8 @@ def throughput(
                 "FAIL",
                 f"{model} {size} compile",
                 f"{row['recompiled']} graph(s) compiled during the timed runs "
-                f"(run times {', '.join(f'{x:.2f}' for x in ts)} s)",
+                f"(run times {', '.join(f'{x:.2f}' for x in ts)} s; batches: warm-up "
+                f"{warm_batches}, timed {[list(x.batch_sizes) for x in stats]})",
             )
         st = stats[len(stats) // 2]
         med = statistics.median(ts)

@@ -172,7 +172,8 @@ def unharvest(args: argparse.Namespace) -> int:
     if args.base is not None:
         restored = _restore_frozen(state, args.base)
         note += f"; {restored} untrained tensors float32 from {args.base}"
-        print(f"{restored} of {len(state)} tensors did not train: float32 from {args.base}")
+        print(f"{restored} of {len(state)} tensors did not train (and untrained elements of "
+              f"the others): float32 from {args.base}")
     dest = args.dest / "checkpoints" / f"step_{step:08d}"
     _write_checkpoint(dest, state, step, note, trainer)
     print(f"{dest}: {len(state)} tensors")
@@ -180,27 +181,33 @@ def unharvest(args: argparse.Namespace) -> int:
 
 
 def _restore_frozen(state: dict, base: Path) -> int:
-    """Replace, in *state*, each tensor equal to *base*'s float16 rounding by *base*'s own."""
+    """Where *state* equals *base*'s float16 rounding, element by element, put *base*'s own
+    value back (a rate point that did not train keeps its row of ``parsing.log_gain``
+    exactly). Returns how many tensors came back whole."""
     import torch
-    from safetensors.torch import load_file
 
     from onedc_media.train.checkpoint import latest_checkpoint
 
     ckpt = latest_checkpoint(base)
     if ckpt is None:
         raise FileNotFoundError(f"no checkpoint in {base}")
-    ref = load_file(ckpt / "model.safetensors")
-    restored = 0
+    ref = _codec_state(ckpt)
+    whole = 0
     for name, value in state.items():
         own = ref.get(name)
-        if (
-            own is not None
-            and own.shape == value.shape
-            and torch.equal(own.to(torch.float16).float(), value)
-        ):
-            state[name] = own.float()
-            restored += 1
-    return restored
+        if own is None or own.shape != value.shape:
+            continue
+        if not own.is_floating_point():
+            if torch.equal(own.to(value.dtype), value):
+                state[name] = own.clone()
+                whole += 1
+            continue
+        same = own.to(torch.float16).to(value.dtype) == value
+        state[name] = torch.where(same, own.to(value.dtype), value)
+        whole += bool(same.all())
+    if whole == 0:
+        raise ValueError(f"--base {base}: no tensor matches the harvested weights (not their init?)")
+    return whole
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -224,7 +224,7 @@ def test_earlier_weights_decode_from_the_model_path(tmp_path, monkeypatch, capsy
     from onedc_media.model.loading import MODEL_PATH_ENV, embedded_model_dir, find_model
     from onedc_media.stills import encode_pictures
 
-    monkeypatch.delenv(MODEL_PATH_ENV, raising=False)
+    monkeypatch.setenv(MODEL_PATH_ENV, "")  # restored (or removed) after the test
     old = tmp_path / "models" / "older"
     shutil.copytree(embedded_model_dir(), old)
     sd = load_file(str(old / "model.safetensors"))
@@ -250,6 +250,24 @@ def test_earlier_weights_decode_from_the_model_path(tmp_path, monkeypatch, capsy
     assert find_model(ref) == str(old)
     assert find_model(ModelRef(ref.name, "0" * 64, ref.parsing_sha256)) is None
     assert main(["decode", str(tmp_path / "old.odc"), "--model", str(tmp_path / "none")]) == 1
+    # --model lasts for its decode only
+    monkeypatch.setenv(MODEL_PATH_ENV, "")
+    assert main(["decode", str(tmp_path / "old.odc"), "-o", str(tmp_path / "d.png"),
+                 "--model", str(old)]) == 0
+    assert os.environ[MODEL_PATH_ENV] == ""
+    # an incomplete copy that sorts first, and an unreadable entry, do not stop the search
+    (tmp_path / "models" / "aaa").mkdir()
+    shutil.copy(old / "model.safetensors", tmp_path / "models" / "aaa")
+    search = os.pathsep.join(["x" * 5000, str(old.parent)])
+    assert find_model(ref, search) == str(old)
+    # an explicit model option is used or refused, never replaced by the search path
+    import onedc_media
+
+    monkeypatch.setenv(MODEL_PATH_ENV, str(old.parent))
+    codec = onedc_media.default_plugins().codecs.create("onedc")
+    with pytest.raises(ModelMismatchError):
+        codec.decoder({"quality": 5}, model=ref, options={"model": "onedc-tiny"})
+    assert codec.decoder({"quality": 5}, model=ref).engine.ref.sha256 == ref.sha256
 
 
 def test_default_quality_is_the_models(tmp_path, engine):

@@ -246,13 +246,25 @@ def test_gpu_pack_harvest_round_trip(tmp_path, corpus):
     # bit for bit; one that differs (it trained) keeps the harvested value
     base = tmp_path / "base" / "checkpoints" / "step_00000002"
     shutil.copytree(run / "checkpoints" / "step_00000002", base)
+    # (one tensor trained in its first element only, as a gain row of an untrained rate point)
     trained = next(k for k in want if want[k].is_floating_point() and want[k].numel() > 1)
-    save_file({**want, trained: want[trained] + 1}, str(base / "model.safetensors"))
+    moved = want[trained].clone().flatten()
+    moved[0] += 1
+    save_file({**want, trained: moved.view_as(want[trained])}, str(base / "model.safetensors"))
     assert gpu_pack.main(["unharvest", str(tmp_path / "back" / "s1"), str(tmp_path / "exact"),
                           "--base", str(tmp_path / "base")]) == 0
     exact = load_file(str(tmp_path / "exact" / "checkpoints" / "step_00000002" / "model.safetensors"))
     for k, v in want.items():
-        assert torch.equal(exact[k], v.half().float() if k == trained else v.float()), k
+        if k != trained:
+            assert torch.equal(exact[k], v.float()), k
+    got_t = exact[trained].flatten()
+    assert got_t[0] == want[trained].flatten()[0].half().float()  # trained: the harvest's
+    assert torch.equal(got_t[1:], want[trained].flatten()[1:].float())  # untrained: exact
+    # a base that is not the harvest's init: refused, nothing written
+    save_file({k: v + 1 for k, v in want.items()}, str(base / "model.safetensors"))
+    assert gpu_pack.main(["unharvest", str(tmp_path / "back" / "s1"), str(tmp_path / "bad"),
+                          "--base", str(tmp_path / "base")]) == 1
+    assert not (tmp_path / "bad").exists()
     # and it starts a run (init) like any checkpoint
     cfg2 = _config(tmp_path, corpus, "stage1", "s2", steps=1, loss={"ce": 0.0},
                    init=str(tmp_path / "here"))

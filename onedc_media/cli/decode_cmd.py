@@ -100,6 +100,28 @@ def _is_pictures(output: str) -> bool:
 
 
 def run(args: argparse.Namespace) -> int:
+    if not 1 <= args.jpeg_quality <= 100:
+        raise CodecOptionError(f"--jpeg-quality must be 1..100, got {args.jpeg_quality}")
+    for folder in args.model:
+        if not os.path.isdir(folder):
+            raise CodecOptionError(f"--model {folder}: no such folder")
+    if not args.model:
+        return _decode(args)
+    # the keyframe codec's decoder searches these, for this decode only
+    from onedc_media.model.loading import MODEL_PATH_ENV
+
+    saved = os.environ.get(MODEL_PATH_ENV)
+    os.environ[MODEL_PATH_ENV] = os.pathsep.join([*args.model, *filter(None, [saved])])
+    try:
+        return _decode(args)
+    finally:
+        if saved is None:
+            os.environ.pop(MODEL_PATH_ENV, None)
+        else:
+            os.environ[MODEL_PATH_ENV] = saved
+
+
+def _decode(args: argparse.Namespace) -> int:
     import onedc_media
     from onedc_media import container
     from onedc_media.cli.transcode_cmd import progress_bar
@@ -111,17 +133,6 @@ def run(args: argparse.Namespace) -> int:
         export_video,
     )
 
-    if not 1 <= args.jpeg_quality <= 100:
-        raise CodecOptionError(f"--jpeg-quality must be 1..100, got {args.jpeg_quality}")
-    for folder in args.model:
-        if not os.path.isdir(folder):
-            raise CodecOptionError(f"--model {folder}: no such folder")
-    if args.model:  # the keyframe codec searches these (this process is the CLI's own)
-        from onedc_media.model.loading import MODEL_PATH_ENV
-
-        os.environ[MODEL_PATH_ENV] = os.pathsep.join(
-            [*args.model, *filter(None, os.environ.get(MODEL_PATH_ENV, "").split(os.pathsep))]
-        )
     codecs = onedc_media.default_plugins().codecs
     with container.open(args.input) as inp:
         stream = picture_stream(inp, args.stream)

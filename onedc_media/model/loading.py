@@ -76,21 +76,42 @@ def _file_sha256(path: Path) -> str:
     from onedc_media.model.engine import _sha256_file
 
     st = path.stat()
-    key = (str(path), st.st_size, st.st_mtime_ns)
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     if key not in _hashes:
         _hashes[key] = _sha256_file(path)
     return _hashes[key]
 
 
+def _holds(folder: Path, ref: Any) -> bool:
+    """Whether *folder* is a complete model folder with the weights (and parsing model)
+    *ref* names. Unreadable entries are not it."""
+    from onedc_media.model.engine import parsing_hash
+
+    try:
+        if not all((folder / f).is_file() for f in ("config.json", "model.safetensors",
+                                                      "parsing.safetensors")):
+            return False
+        if _file_sha256(folder / "model.safetensors") != ref.sha256:
+            return False
+        want = getattr(ref, "parsing_sha256", "")
+        return not want or parsing_hash(_file_sha256(folder / "parsing.safetensors")) == want
+    except OSError:
+        return False
+
+
 def find_model(ref: Any, search: str | None = None) -> str | None:
-    """The first folder on *search* (default: ``$ONEDC_MEDIA_MODEL_PATH``) whose
-    ``model.safetensors`` has the SHA-256 that *ref* (a ``ModelRef``) names, or None."""
+    """The first complete model folder on *search* (default: ``$ONEDC_MEDIA_MODEL_PATH``)
+    holding the weights *ref* (a ``ModelRef``) names by SHA-256, or None. An entry that
+    cannot be read is skipped: one bad folder on the path does not stop the search."""
     search = os.environ.get(MODEL_PATH_ENV, "") if search is None else search
     for root in (Path(r) for r in search.split(os.pathsep) if r):
-        if not root.is_dir():
+        try:
+            if not root.is_dir():
+                continue
+            folders = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+        except OSError:
             continue
-        for folder in [root, *sorted(p for p in root.iterdir() if p.is_dir())]:
-            f = folder / "model.safetensors"
-            if f.is_file() and _file_sha256(f) == ref.sha256:
+        for folder in folders:
+            if _holds(folder, ref):
                 return str(folder)
     return None

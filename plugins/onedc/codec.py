@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 
 from onedc_media.codec.contract import Codec, Decoder, Encoder, ModelRef, check_frames
-from onedc_media.errors import BitstreamError, CodecOptionError, ModelError
+from onedc_media.errors import BitstreamError, CodecOptionError, ModelError, ModelMismatchError
 from onedc_media.model.loading import find_model
 
 __all__ = ["OneDCCodec", "OneDCEncoder", "OneDCDecoder", "get_engine"]
@@ -79,18 +79,32 @@ class OneDCEncoder(Encoder):
 
 class OneDCDecoder(Decoder):
     def __init__(self, params: Mapping[str, Any], model: ModelRef | None, options: Mapping[str, Any],
-                 device: str | None) -> None:
+                 device: str | None, *, explicit: bool = False) -> None:
+        """*explicit*: ``options["model"]`` was the user's choice: it is used or refused,
+        never replaced by a folder the search path holds."""
         name = str(options.get("model") or (model.name if model else "") or "onedc-tiny")
         args = (device or options["device"], options["dtype"], options["tile"])
+        engine = None
         try:
-            self.engine = get_engine(name, *args)
-            held = self.engine.ref.sha256
-        except ModelError:  # a name that is no embedded model: perhaps on the search path
-            self.engine, held = None, None
-        if model is not None and held != model.sha256 and (found := find_model(model)):
-            self.engine = get_engine(found, *args)
-        if self.engine is None:
-            self.engine = get_engine(name, *args)  # raises the loading error
+            engine = get_engine(name, *args)
+        except ModelError:  # no such model here: perhaps on the search path
+            if explicit or model is None:
+                raise
+        if not explicit and model is not None and (engine is None or engine.ref.sha256 != model.sha256):
+            found = find_model(model)
+            if found:
+                engine = get_engine(found, *args)
+                if engine.ref.sha256 != model.sha256:  # the folder's weights changed since cached
+                    with _lock:
+                        _engine.cache_clear()
+                    engine = get_engine(found, *args)
+        if engine is None:
+            raise ModelMismatchError(
+                f"stream was encoded with weights {model.name} sha256 {model.sha256[:16]}..., "
+                "which are not embedded here (decode --model DIR, or ONEDC_MEDIA_MODEL_PATH, "
+                "with a folder holding them)"
+            )
+        self.engine = engine
         self.engine.check_model(model)
 
     def decode(self, packets: Sequence[bytes]) -> list[np.ndarray]:
@@ -112,6 +126,7 @@ class OneDCCodec(Codec):
         """``options`` may override ``model`` (a local folder holding the stream's weights)."""
         given = {k: v for k, v in (options or {}).items() if k != "quality"}
         resolved = self.info.resolve_options(given)
-        if "model" not in given:
+        explicit = "model" in given
+        if not explicit:
             resolved["model"] = model.name if model else resolved["model"]
-        return OneDCDecoder(params, model, resolved, device)
+        return OneDCDecoder(params, model, resolved, device, explicit=explicit)
