@@ -7,7 +7,7 @@
 #                    python scripts/gpu_pack.py pack            # corpus + init -> data/gpu/ (~26 MiB)
 #   on the device:   command: "bash scripts/gpu_train.sh"   carry: [".whl", "data/gpu"]
 #                    timeout_s: 590  (SECONDS=560 by default: the whole script's deadline)
-#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1q-tiny runs/stage1q-tiny --base INIT
+#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1q-tiny runs/stage1q-tiny --base runs/stage1n-tiny
 #
 # Set in the environment: CONFIGS (space-separated train configs), DEVICE (cuda),
 # DEADLINE_S (560), CHECK_BUDGET (260 seconds for the GPU check, 0 skips it), NO_WHEELS=1

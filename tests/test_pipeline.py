@@ -438,6 +438,37 @@ def test_onedc_hybrid_keyframes_decode_as_the_encoder_made_them(tmp_path):
     assert decoder.mismatches == 0
 
 
+def test_hybrid_transcode_with_weights_of_its_own(tmp_path, monkeypatch):
+    """A hybrid transcode with a local model folder (``model=DIR``) decodes its keyframes for
+    the inter layer with those weights, not the embedded ones the stream's model name
+    resolves to (it stopped with a model mismatch); the file then decodes with the folder
+    on the model path."""
+    import shutil
+
+    from onedc_media_plugins import onedc
+    from safetensors.torch import load_file, save_file
+
+    from onedc_media.errors import ModelMismatchError
+    from onedc_media.model.loading import MODEL_PATH_ENV, embedded_model_dir
+
+    own = tmp_path / "models" / "own"
+    shutil.copytree(embedded_model_dir(), own)
+    sd = load_file(str(own / "model.safetensors"))
+    name = next(k for k in sorted(sd) if k.startswith("vae.") and sd[k].is_floating_point())
+    save_file({**sd, name: sd[name] * 0.5}, str(own / "model.safetensors"))
+    plugins = load_plugins(entry_points=False, plugins=[classic, policies, onedc], blocked=[])
+    src = make_clip(tmp_path / "k.mp4", frames=6, size=(96, 64), gop=3, audio=False)
+    out = tmp_path / "k.odc"
+    monkeypatch.setenv(MODEL_PATH_ENV, "")
+    transcode(src, out, keyframe_codec="onedc", codec_options={"quality": 1, "model": str(own)},
+              plugins=plugins)
+    with pytest.raises(ModelMismatchError):
+        decode_all(out, plugins)
+    monkeypatch.setenv(MODEL_PATH_ENV, str(own.parent))
+    frames, decoder = decode_all(out, plugins)
+    assert len(frames) == 6 and decoder.mismatches == 0
+
+
 def test_transcode_round_trip_keeps_frames_times_audio_rotation_and_colour(
     plugins, clips, tmp_path
 ):

@@ -25,7 +25,7 @@ __all__ = [
 #: exported model folder or a folder of them. A file outlives the weights a release
 #: embeds; ``onedc-media decode --model DIR`` extends this path.
 MODEL_PATH_ENV = "ONEDC_MEDIA_MODEL_PATH"
-_hashes: dict[tuple[str, int, int], str] = {}  # (path, size, mtime_ns) -> sha256
+_hashes: dict[tuple[str, int, int, int, int], str] = {}  # (path, size, mtime, inode, ctime) -> sha256
 
 DEFAULT_MODEL = "onedc-tiny"
 

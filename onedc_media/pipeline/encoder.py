@@ -139,8 +139,11 @@ class VideoEncoder:
             self._inter = None if inter is None else InterEncoder(inter, width, height)
             if self._inter is not None:
                 self._feed = PacketFeed()
+                # with the encoder's own options: its weights (model=DIR), not the
+                # embedded ones the stream's model name would resolve to
                 self._recons = decode_keyframes(
-                    self.stream, self._feed, codecs=codecs, device=device
+                    self.stream, self._feed, codecs=codecs, device=device,
+                    options=codec_options,
                 )
         except BaseException:
             self._release()  # the keyframe encoder (a model, threads) must not leak

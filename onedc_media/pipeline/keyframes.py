@@ -8,12 +8,15 @@ decoder runtime (``onedc_media.runtime``) plugs in: replace the body, keep the c
 
 Contract
 --------
-``decode_keyframes(stream, packets, *, codecs=None, device=None) -> Iterator[ndarray]``
+``decode_keyframes(stream, packets, *, codecs=None, device=None, options=None) -> Iterator[ndarray]``
 
 - *stream* is the :class:`~onedc_media.container.StreamHeader` the packets belong to:
   its ``codec``, ``codec_params`` and ``model`` say how to decode. For a hybrid video
   stream ``codec_params["inter"]`` describes the inter layer and is not passed to the
   keyframe codec (see :data:`INTER_PARAMS_KEY`).
+- *options* are decoder-side codec options (``Codec.decoder``'s): the hybrid encoder
+  passes its own, so that its keyframes decode with the weights that encoded them
+  (``model``: a local folder) rather than those the stream's model name resolves to.
 - *packets* is any iterable of packet payloads (``bytes``), one picture each. It may be
   a lazy generator over a file, or a queue that the caller fills one packet at a time.
 - The result is a lazy iterator yielding one HxWx3 uint8 RGB frame per packet, in
@@ -31,9 +34,8 @@ Contract
 from __future__ import annotations
 
 import contextlib
-
 import queue
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 import numpy as np
@@ -60,6 +62,7 @@ def decode_keyframes(
     *,
     codecs: CodecRegistry | None = None,
     device: str | None = None,
+    options: Mapping[str, Any] | None = None,
 ) -> Iterator[np.ndarray]:
     """Decode keyframe (intra) packets of *stream* into RGB frames, lazily, in order.
 
@@ -69,13 +72,16 @@ def decode_keyframes(
     :param packets: the packets' payloads, one picture each.
     :param codecs: the codec registry (default: the installed plugins').
     :param device: passed to ``Codec.decoder`` (``None``: the codec's default).
+    :param options: decoder-side codec options, passed to ``Codec.decoder``.
     """
     if codecs is None:
         import onedc_media
 
         codecs = onedc_media.default_plugins().codecs
     codec = codecs.create(stream.codec)
-    decoder = codec.decoder(keyframe_params(stream), model=stream.model, device=device)
+    decoder = codec.decoder(
+        keyframe_params(stream), model=stream.model, device=device, options=options
+    )
     return _decode(decoder, stream, packets)
 
 
