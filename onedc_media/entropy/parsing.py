@@ -31,7 +31,7 @@ from onedc_media.entropy.fixedpoint import IntConv2d, QConv2d, floor_ste, round_
 from onedc_media.entropy.tables import ScaleTableSpec, build_tables
 from onedc_media.errors import ModelError
 
-__all__ = ["ParsingConfig", "ParsingNet", "IntParsing", "STAGE_OFFSETS", "stage_positions"]
+__all__ = ["ParsingConfig", "ParsingNet", "IntParsing", "StageSymbols", "STAGE_OFFSETS", "stage_positions"]
 
 #: (row, col) offset inside each 2x2 quad decoded at stage k.
 STAGE_OFFSETS: tuple[tuple[int, int], ...] = ((0, 0), (1, 1), (0, 1), (1, 0))
@@ -215,6 +215,16 @@ class ParsingNet(nn.Module):
         return out
 
 
+@dataclass(frozen=True)
+class StageSymbols:
+    """What one stage of :meth:`IntParsing.quantize` decided (integers held in float64)."""
+
+    pos: Tensor  #: flat positions of the stage [n] (raster order of :func:`stage_positions`)
+    sym: Tensor  #: symbols [M, n], clamped to the table support
+    mu_g: Tensor  #: gained means [M, n], fixed point with ``act_frac`` fractional bits
+    index: Tensor  #: probability-table index [M, n] (int64)
+
+
 class IntParsing:
     """The exported integer parsing model (CPU, exact). See the module docstring."""
 
@@ -290,6 +300,29 @@ class IntParsing:
 
     def ungain(self, y_hat_g: Tensor, inv_gain: Tensor) -> Tensor:
         return torch.floor(y_hat_g * inv_gain * self._gain_scale)
+
+    def quantize(self, h: Tensor, y_g: Tensor, q: int) -> tuple[list[StageSymbols], Tensor]:
+        """Decide the symbols of one picture's gained ``y_g`` [M, H, W] stage by stage.
+
+        The one rule an encoder follows (the entropy coder codes ``sym`` with table
+        ``index``; encoder-side refinement reads the means and tables it implies), so the
+        two cannot drift apart. Returns the stages and the un-gained reconstruction a
+        decoder will hold, fixed point [M, H, W].
+
+        :param h: hyper features [1, He, H, W] (:meth:`hyper_features`).
+        """
+        frac, support = self.config.act_frac, self.config.table.support
+        M, H, W = y_g.shape
+        yg = y_g.to(torch.float64).reshape(M, H * W)
+        y_ug = torch.zeros(1, M, H * W, dtype=torch.float64)
+        stages = []
+        for k in range(4):
+            pos = stage_positions(k, H, W)
+            mu_g, index, inv_gain = self.stage_params(k, h, y_ug.view(1, M, H, W), q)
+            sym = torch.floor(yg[:, pos] - mu_g[0] / 2**frac + 0.5).clamp_(-support, support)
+            y_ug[0][:, pos] = self.ungain(sym * 2**frac + mu_g[0], inv_gain[0])
+            stages.append(StageSymbols(pos, sym, mu_g[0], index[0]))
+        return stages, y_ug.view(M, H, W)
 
     def describe(self) -> str:
         return json.dumps(self.config.to_dict(), sort_keys=True)

@@ -20,10 +20,11 @@ import hashlib
 import json
 import logging
 import os
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
@@ -35,6 +36,9 @@ from onedc_media.entropy.fsq import bits_per_token, pack_tokens, unpack_tokens
 from onedc_media.entropy.parsing import IntParsing, ParsingConfig, stage_positions
 from onedc_media.errors import BitstreamError, ModelError, ModelMismatchError
 from onedc_media.model.bitstream import PictureHeader, band_count, pack_picture, unpack_picture
+
+if TYPE_CHECKING:
+    from onedc_media.model.refine import RefineConfig
 
 __all__ = ["OneDCEngine", "DecodedLatents", "EncodedLatents", "tile_spans"]
 
@@ -291,23 +295,15 @@ class OneDCEngine:
             raise ValueError(f"rate point {q} out of range 0..{self.num_rates - 1}")
         P = self.parsing
         frac = P.config.act_frac
-        support = P.config.table.support
-        z_int = (2 * enc.z_idx.to(torch.int64) - self._z_offset)[None]
-        h = P.hyper_features(z_int)
-        M, Hy, Wy = enc.y.shape
-        gain = P.gain[q].to(torch.float64) / 2**P.config.gain_frac
-        yg = (enc.y.to(torch.float64) * gain.view(M, 1, 1)).reshape(M, Hy * Wy)
-        y_ug = torch.zeros(1, M, Hy * Wy, dtype=torch.float64)
+        z_int = self.z_int(enc.z_idx)
+        _, Hy, Wy = enc.y.shape
+        stages, y_ug = P.quantize(P.hyper_features(z_int), enc.y.to(torch.float64) * self.gain(q), q)
         nb = band_count(Hy, self.band_rows)
         chunks = [pack_tokens(enc.z_idx.numpy(), self.levels)]
-        for k in range(4):
-            pos = stage_positions(k, Hy, Wy)
-            mu_g, index, inv_gain = P.stage_params(k, h, y_ug.view(1, M, Hy, Wy), q)
-            sym = torch.floor(yg[:, pos] - mu_g[0] / 2**frac + 0.5).clamp_(-support, support)
-            y_ug[0][:, pos] = P.ungain(sym * 2**frac + mu_g[0], inv_gain[0])
-            sym_i = sym.to(torch.int64).numpy()
-            idx = index[0].numpy()
-            rows = (pos // Wy).numpy()
+        for st in stages:
+            sym_i = st.sym.to(torch.int64).numpy()
+            idx = st.index.numpy()
+            rows = (st.pos // Wy).numpy()
             for b in range(nb):
                 sel = (rows >= b * self.band_rows) & (rows < (b + 1) * self.band_rows)
                 chunks.append(self.coder.encode(sym_i[:, sel], idx[:, sel]))
@@ -315,11 +311,33 @@ class OneDCEngine:
         payload = pack_picture(header, chunks)
         if not reconstruct:
             return payload
-        y_hat = (y_ug.view(M, Hy, Wy) / 2**frac).float()
+        y_hat = (y_ug / 2**frac).float()
         return payload, DecodedLatents(y_hat, z_int[0], q, enc.width, enc.height)
 
-    def compress(self, images: Sequence[np.ndarray], q: int) -> list[bytes]:
-        return [self.entropy_encode(e, q) for e in self.analyse(images)]
+    def z_int(self, z_idx: Tensor) -> Tensor:
+        """FSQ indices [Cz, h, w] -> symmetric integers [1, Cz, h, w] (int64)."""
+        return (2 * z_idx.to(torch.int64) - self._z_offset)[None]
+
+    def gain(self, q: int) -> Tensor:
+        """Rate point *q*'s per-channel gain [M, 1, 1] (float64, exact): ``y_g = y * gain``."""
+        P = self.parsing
+        return (P.gain[q].to(torch.float64) / 2**P.config.gain_frac).view(-1, 1, 1)
+
+    def compress(self, images: Sequence[np.ndarray], q: int, *, refine: RefineConfig | None = None,
+                 progress: Callable[[int], None] | None = None) -> list[bytes]:
+        """Pictures -> packets at rate point *q* (0-based).
+
+        ``refine`` optimises each picture's latents against the decoder before coding
+        (:mod:`~onedc_media.model.refine`: slower, better at about the same bits; the
+        packets decode as any others). ``progress`` is called after each refinement step.
+        """
+        images = check_frames(images)
+        encs = self.analyse(images)
+        if refine is not None and refine.steps:
+            from onedc_media.model.refine import refine_latents
+
+            encs = [refine_latents(self, im, e, q, refine, progress) for im, e in zip(images, encs)]
+        return [self.entropy_encode(e, q) for e in encs]
 
     # -- decode --------------------------------------------------------------------
     def entropy_decode(self, payload: bytes, *, keep_symbols: bool = False) -> DecodedLatents:

@@ -72,9 +72,13 @@ class OneDCEncoder(Encoder):
         self.q = q - 1
         self.model = self.engine.ref
         self.params = {"quality": q}
+        steps = int(options.get("refine") or 0)
+        from onedc_media.model.refine import RefineConfig
+
+        self.refine = RefineConfig(steps=steps) if steps else None
 
     def encode(self, frames: Sequence[np.ndarray]) -> list[bytes]:
-        return self.engine.compress(check_frames(frames), self.q)
+        return self.engine.compress(check_frames(frames), self.q, refine=self.refine)
 
 
 class OneDCDecoder(Decoder):
