@@ -68,20 +68,39 @@ def interp_at(curve: list[dict], bpp: float, key: str) -> float | None:
     return float(np.interp(math.log(bpp), xs, ys))
 
 
-def rd_markdown(summary: dict, images: str) -> str:
+def rd_markdown(summary: dict, images: str, refine: int = 0) -> str:
     curves = summary["curves"]
-    onedc = sorted(curves.get("onedc", []), key=lambda p: p["bpp"])
-    lines = [
+    lines = [(
         f"Measured with `onedc-media eval {images}` on {len(summary['images'])} held-out photos "
         "(never used in training). bpp = bytes of the codec's packet x 8 / pixels (its own "
         "headers included); `.odc bpp` counts a whole single-picture `.odc` file. Classic codecs "
         "are interpolated (log-rate) to OneDC's bpp on their measured curves; `-` = that codec "
-        "cannot reach the rate.",
+        "cannot reach the rate."
+    )]
+    def onedc_label(refined: bool) -> str | None:
+        return next((lab for lab in curves if (lab == "onedc" or lab.startswith("onedc["))
+                     and (f"refine={refine}" in lab) == refined), None)
+
+    plain, refined = onedc_label(False), onedc_label(True) if refine else None
+    if plain:
+        lines += onedc_table(curves, plain, "The plain encoder (the default: one analysis pass):")
+    if refined:
+        lines += onedc_table(
+            curves, refined,
+            f"With the refining encoder (`--opt refine={refine}`: {refine} gradient steps per picture "
+            "fit the latents to the decoder; the same weights decode it):")
+    return "\n".join(lines + classic_markdown(summary))
+
+
+def onedc_table(curves: dict, label: str, title: str) -> list[str]:
+    lines = [
+        "",
+        title,
         "",
         "| rate point | bpp | .odc bpp | PSNR | MS-SSIM | JPEG PSNR / MS-SSIM | WebP | AVIF |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
-    for p in onedc:
+    for p in sorted(curves.get(label, []), key=lambda p: p["bpp"]):
         cells = []
         for codec in ("jpeg", "webp", "avif"):
             ps = interp_at(curves.get(codec, []), p["bpp"], "psnr_rgb")
@@ -91,7 +110,12 @@ def rd_markdown(summary: dict, images: str) -> str:
             f"| q{p['quality']} | {p['bpp']:.4f} | {p['odc_bpp']:.4f} | {p['psnr_rgb']:.2f} | "
             f"{p['ms_ssim']:.4f} | {' | '.join(cells)} |"
         )
-    lines += ["", "Classic codecs on the same photos:", "",
+    return lines
+
+
+def classic_markdown(summary: dict) -> list[str]:
+    curves = summary["curves"]
+    lines = ["", "Classic codecs on the same photos:", "",
               "| codec | quality | bpp | PSNR | MS-SSIM |", "| --- | --- | --- | --- | --- |"]
     for codec in CLASSIC:
         for p in sorted(curves.get(codec, []), key=lambda p: p["bpp"]):
@@ -100,8 +124,8 @@ def rd_markdown(summary: dict, images: str) -> str:
                              f"{p['ms_ssim']:.4f} |")
     bd = summary.get("bd", {})
     if bd:
-        lines += ["", f"BD-rate against {summary.get('anchor')} (negative = fewer bits for the same "
-                  "quality, over the overlapping range):", "",
+        lines += ["", (f"BD-rate against {summary.get('anchor')} (negative = fewer bits for the same "
+                       "quality, over the overlapping range):"), "",
                   "| codec | PSNR | PSNR-Y | MS-SSIM (dB) |", "| --- | --- | --- | --- |"]
         for codec, row in bd.items():
             def f(v):
@@ -111,7 +135,7 @@ def rd_markdown(summary: dict, images: str) -> str:
             lines.append(f"| {codec} | {f(row.get('psnr_rgb'))} | {f(row.get('psnr_y'))} | "
                          f"{f(row.get('ms_ssim_db'))} |")
     lines += ["", "![RD curves](../../../docs/images/rd-onedc-tiny.png)"]
-    return "\n".join(lines)
+    return lines
 
 
 def training_markdown(runs: list[str]) -> str:
@@ -165,14 +189,19 @@ def main(argv: list[str] | None = None) -> int:
                     "runs/stage1g-tiny-low,runs/stage1h-tiny,runs/stage2-rec-g-tiny,runs/stage1i-tiny,"
                     "runs/stage2-rec-i-tiny,runs/stage1j-tiny,runs/stage1n-tiny",
                     help="training run folders summarised in the card (missing ones are skipped)")
+    ap.add_argument("--refine", type=int, default=30,
+                    help="also measure the refining encoder with this many steps (0: do not)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     drop_stale_onedc_rows(out, model_sha(args.model))
-    cmd = [sys.executable, "-m", "onedc_media.cli.main", "eval", args.images, "-o", str(out),
-           "--codecs", "onedc," + ",".join(CLASSIC), "--quiet"]
-    if args.model != "onedc-tiny":
-        cmd += ["--opt", f"onedc:model={args.model}"]
-    subprocess.run(cmd, check=True)
+    def run_eval(codecs: str, *opts: str) -> None:
+        subprocess.run([sys.executable, "-m", "onedc_media.cli.main", "eval", args.images, "-o", str(out),
+                        "--codecs", codecs, "--quiet", *opts], check=True)
+
+    model_opts = [] if args.model == "onedc-tiny" else ["--opt", f"onedc:model={args.model}"]
+    run_eval("onedc," + ",".join(CLASSIC), *model_opts)
+    if args.refine:  # a second OneDC curve in the same results (eval keys curves by label)
+        run_eval("onedc", *model_opts, "--opt", f"onedc:refine={args.refine}")
     summary = json.loads((out / "summary.json").read_text())
     images_dir = REPO / "docs" / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
@@ -181,7 +210,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(out / "sheet.png", images_dir / "sheet-onedc-tiny.png")
     card = Path(args.card)
     text = card.read_text() if card.exists() else ""
-    text = replace_block(text, "rd", rd_markdown(summary, args.images), "Rate-distortion")
+    text = replace_block(text, "rd", rd_markdown(summary, args.images, args.refine), "Rate-distortion")
     text = replace_block(text, "training", training_markdown([r for r in args.runs.split(",") if r]),
                          "Training")
     card.write_text(text)

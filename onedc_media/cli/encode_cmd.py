@@ -20,7 +20,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "  onedc-media encode photo.png                    # -> photo.odc, OneDC, default quality\n"
         "  onedc-media encode photo.png -o out.odc -q 1    # OneDC's lowest rate point\n"
         "  onedc-media encode *.png -o odc/ -c jpeg -q 40  # classic JPEG baseline\n"
-        "  onedc-media encode a.png --opt model=my-model/   # a model folder you exported\n",
+        "  onedc-media encode a.png --opt model=my-model/   # a model folder you exported\n"
+        "  onedc-media encode a.png --opt refine=30         # OneDC, slower encoder: better pictures\n"
+        "                                                   # at about the same bits, same decoder\n",
     )
     p.add_argument("inputs", nargs="+", help="image files (PNG, JPEG, WebP, TIFF, ...)")
     p.add_argument("-o", "--output", help="output .odc file (one input) or folder (several)")
