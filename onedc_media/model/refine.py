@@ -99,13 +99,14 @@ def refine_latents(engine, image: np.ndarray, enc, q: int, config: RefineConfig 
                 C1 = min(Wy, -(-(c1 + halo) // _TOKEN) * _TOKEN)
                 keep = torch.zeros(1, Hy, Wy, dtype=torch.bool)
                 keep[:, r0:r1, c0:c1] = True
-                pix = torch.zeros(1, 1, Hy * _CELL, Wy * _CELL, device=x.device, dtype=x.dtype)
-                pix[..., r0 * _CELL : min(r1 * _CELL, enc.height), c0 * _CELL : min(c1 * _CELL, enc.width)] = 1
-                px = (..., slice(R0 * _CELL, R1 * _CELL), slice(C0 * _CELL, C1 * _CELL))
+                # the window's picture pixels, in region coordinates: what distortion counts
+                pix = torch.zeros(1, 1, (R1 - R0) * _CELL, (C1 - C0) * _CELL, device=x.device, dtype=x.dtype)
+                pix[..., (r0 - R0) * _CELL : min(r1 * _CELL, enc.height) - R0 * _CELL,
+                    (c0 - C0) * _CELL : min(c1 * _CELL, enc.width) - C0 * _CELL] = 1
                 y_g[:, R0:R1, C0:C1] = refiner.window(
                     y_g[:, R0:R1, C0:C1].clone(),
                     z_int[..., R0 // _TOKEN : R1 // _TOKEN, C0 // _TOKEN : C1 // _TOKEN],
-                    x[px], keep[:, R0:R1, C0:C1], pix[px],
+                    x[..., R0 * _CELL : R1 * _CELL, C0 * _CELL : C1 * _CELL], keep[:, R0:R1, C0:C1], pix,
                 )
     # cells never refined (padding) keep their exact analysed values
     touched = torch.zeros(1, Hy, Wy, dtype=torch.bool)
