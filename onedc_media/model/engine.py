@@ -357,7 +357,7 @@ class OneDCEngine:
             z_chunk_bytes=(zh * zw * bits_per_token(self.levels) + 7) // 8,
         )
         z_idx = torch.from_numpy(unpack_tokens(chunks[0], self.levels, zh, zw))
-        z_int = (2 * z_idx - self._z_offset)[None]
+        z_int = self.z_int(z_idx)
         h = P.hyper_features(z_int)
         M = P.config.y_channels
         Hy, Wy = header.y_size

@@ -23,7 +23,6 @@ that is decoded but not changed, so memory stays bounded at any size.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -170,7 +169,8 @@ class _Refiner:
 
 
 def _bits(a: Tensor, scale: Tensor) -> Tensor:
-    """-log2 of a zero-mean discretised Gaussian at |value| *a* (clamped like the tables)."""
-    s2 = scale * math.sqrt(2.0)
-    like = 0.5 * (torch.erfc((a - 0.5) / s2) - torch.erfc((a + 0.5) / s2))
+    """-log2 of a zero-mean discretised Gaussian at |value| *a* (floored like training's)."""
+    from onedc_media.model.onedc import _std_cdf
+
+    like = _std_cdf((0.5 - a) / scale) - _std_cdf((-0.5 - a) / scale)
     return -torch.log2(like.clamp_min(1e-9))
