@@ -10,7 +10,8 @@
 #   back here:       python scripts/gpu_pack.py unharvest OUT/stage1q-tiny runs/stage1q-tiny --base runs/stage1n-tiny
 #
 # Set in the environment: CONFIGS (space-separated train configs), DEVICE (cuda),
-# DEADLINE_S (560), CHECK_BUDGET (260 seconds for the GPU check, 0 skips it), NO_WHEELS=1
+# DEADLINE_S (560), CHECK_BUDGET (260 seconds for the GPU check, 0 skips it), REFINE_CHECK=1
+# (benchmarks/refine_device.py before training), NO_WHEELS=1
 # (use the installed packages). A dry run here: NO_WHEELS=1 DEVICE=cpu CHECK_BUDGET=0
 # DEADLINE_S=170 OUT=/tmp/gto PATH=.venv/bin:$PATH bash scripts/gpu_train.sh
 set -uo pipefail
@@ -39,6 +40,12 @@ if [ "$check_budget" -gt 0 ]; then
   timeout $((check_budget + 90)) python3 benchmarks/gpu_check.py --device cuda --repeats 2 \
     --budget "$check_budget" --json "$out/gpu_check.json" > "$out/gpu_check.log" 2>&1
   echo "gpu_check exit $?"; tail -n 40 "$out/gpu_check.log"
+fi
+
+if [ -n "${REFINE_CHECK:-}" ]; then   # the refining encoder on the device vs the CPU (a benchmark)
+  echo "== refine on ${DEVICE:-cuda}"
+  timeout 150 python3 benchmarks/refine_device.py data/gpu/val/00_libjxl__jxl_flower_flower.png \
+    --device "${DEVICE:-cuda}" --json "$out/refine_device.json" 2>&1 | tail -n 4
 fi
 
 # One run at a time: two runs side by side made 1.8 and 1.5 steps/s (stage1q, H100), the

@@ -18,7 +18,7 @@ from torch import Tensor, nn
 
 from onedc_media.model.layers import Down, ResBlock, UpShuffle, conv3x3
 
-__all__ = ["PatchEmbed", "Analysis", "HyperEncoder", "SemanticAdaptor", "Synthesis", "AuxHead"]
+__all__ = ["PatchEmbed", "Analysis", "HyperEncoder", "SemanticAdaptor", "Synthesis", "LatentSkip", "AuxHead"]
 
 
 class PatchEmbed(nn.Module):
@@ -99,6 +99,23 @@ class Synthesis(nn.Module):
     def forward(self, y_hat: Tensor, sem_up: Tensor) -> Tensor:
         h = self.pre(self.stem(torch.cat([y_hat, sem_up], 1)))
         return self.out(self.post(F.gelu(self.up(h))))
+
+
+class LatentSkip(nn.Module):
+    """``y_hat`` at 1/16 -> a latent correction at 1/8: 3x3 conv to 4L channels, pixel-shuffle.
+
+    Starts at zero, so a model grown from one trained without it begins exactly where
+    that one stopped.
+    """
+
+    def __init__(self, y_channels: int, latent_channels: int) -> None:
+        super().__init__()
+        self.conv = conv3x3(y_channels, 4 * latent_channels)
+        nn.init.zeros_(self.conv.weight)
+        nn.init.zeros_(self.conv.bias)
+
+    def forward(self, y_hat: Tensor) -> Tensor:
+        return F.pixel_shuffle(self.conv(y_hat), 2)
 
 
 class AuxHead(nn.Module):

@@ -1,0 +1,93 @@
+"""The refining encoder on a device against the CPU, on the same picture.
+
+Refinement (``--opt refine=N``) is written device-aware but was measured on CPUs only;
+this runs it on ``--device`` and on the CPU side by side and checks what matters for a
+file: the device's packets decode (on the CPU, the decoder every reader has) to the
+quality the CPU's own refinement reaches at about the same bytes. Speed is printed as a
+ratio; it is a benchmark, never a test.
+
+    python benchmarks/refine_device.py [IMAGE] --device cuda [--size 512] [--steps 30] [--q 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+
+def _picture(path: str, size: int) -> np.ndarray:
+    """A centre crop of *path* (or of skimage's astronaut when *path* is empty)."""
+    if path:
+        from onedc_media.imageio import read_image
+
+        img = read_image(path)
+    else:
+        from skimage import data
+
+        img = data.astronaut()
+    h, w = img.shape[:2]
+    top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
+    return np.ascontiguousarray(img[top : top + size, left : left + size])
+
+
+def _psnr(a: np.ndarray, b: np.ndarray) -> float:
+    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
+    return 10 * math.log10(255**2 / max(mse, 1e-12))
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--device", default="cuda")
+    ap.add_argument("image", nargs="?", default="", help="picture (default: skimage's astronaut)")
+    ap.add_argument("--size", type=int, default=512, help="side of the centre crop")
+    ap.add_argument("--steps", type=int, default=30)
+    ap.add_argument("--q", type=int, default=5, help="0-based rate point")
+    ap.add_argument("--skip-cpu", action="store_true", help="device only (no CPU reference)")
+    ap.add_argument("--json", type=Path, help="write the results here too")
+    args = ap.parse_args(argv)
+
+    import torch
+
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.refine import RefineConfig
+
+    img = _picture(args.image, args.size)
+    cpu = OneDCEngine.from_pretrained("onedc-tiny")
+    cfg = RefineConfig(steps=args.steps)
+    out: dict[str, dict[str, float]] = {}
+    devices = [args.device] if args.skip_cpu else [args.device, "cpu"]
+    for dev in devices:
+        eng = cpu if dev == "cpu" else OneDCEngine.from_pretrained("onedc-tiny", device=dev)
+        eng.compress([img], args.q, refine=RefineConfig(steps=1))  # warm-up (kernels, caches)
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize()
+        t0 = time.perf_counter()
+        packet = eng.compress([img], args.q, refine=cfg)[0]
+        if dev.startswith("cuda"):
+            torch.cuda.synchronize()
+        secs = time.perf_counter() - t0
+        rec = cpu.decompress([packet])[0]  # every reader decodes on a CPU
+        plain = cpu.compress([img], args.q)[0]
+        out[dev] = {"seconds": secs, "bytes": len(packet), "bpp": len(packet) * 8 / img.shape[0] / img.shape[1],
+                    "psnr": _psnr(rec, img), "plain_bytes": len(plain),
+                    "plain_psnr": _psnr(cpu.decompress([plain])[0], img)}
+        r = out[dev]
+        print(f"{dev:>6}: refine={args.steps} {r['seconds']:.2f} s, {r['bytes']} B ({r['bpp']:.4f} bpp), "
+              f"{r['psnr']:.2f} dB decoded on the CPU (plain {r['plain_bytes']} B, {r['plain_psnr']:.2f} dB)")
+    if "cpu" in out and args.device in out and args.device != "cpu":
+        d, c = out[args.device], out["cpu"]
+        print(f"{args.device} vs cpu: {c['seconds'] / d['seconds']:.1f}x faster, "
+              f"{d['psnr'] - c['psnr']:+.2f} dB, bytes x{d['bytes'] / c['bytes']:.3f}")
+    if args.json:
+        args.json.write_text(json.dumps(out, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
