@@ -325,3 +325,30 @@ def test_quality_ceiling_benchmark(tmp_path, capsys):
     (empty / "junk.png").write_bytes(b"junk")
     assert mod.main([str(empty)]) == 1
     assert "no usable picture" in capsys.readouterr().err
+
+
+def test_latent_skip_starts_as_the_model_without_it(tmp_path):
+    """A model grown with the skip (configs/models/onedc-tiny-skip.yaml) begins exactly where
+    the one without it stopped, and once the skip has weights they reach the decode."""
+    import torch
+
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.loading import model_config
+    from onedc_media.model.onedc import OneDCModel
+
+    cfg = model_config(DATA / "onedc-micro.yaml")
+    torch.manual_seed(0)
+    plain = OneDCModel(**cfg).eval()
+    grown = OneDCModel(**{**cfg, "latent_skip": True}).eval()
+    missing, unexpected = grown.load_state_dict(plain.state_dict(), strict=False)
+    assert sorted(missing) == ["skip.conv.bias", "skip.conv.weight"] and not unexpected
+    img = np.random.default_rng(0).integers(0, 256, (64, 96, 3), dtype=np.uint8)
+    before = OneDCEngine.from_training(plain)
+    after = OneDCEngine.from_training(grown)
+    packet = before.compress([img], 1)[0]
+    assert after.compress([img], 1)[0] == packet  # the encoder side is untouched
+    np.testing.assert_array_equal(after.decompress([packet])[0], before.decompress([packet])[0])
+    with torch.no_grad():
+        after.model.skip.conv.bias.fill_(0.5)  # the engine holds its own copy
+    assert not np.array_equal(after.decompress([packet])[0], before.decompress([packet])[0])
+    assert "skip.conv.weight" in grown.inference_state_dict()
