@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
@@ -44,8 +44,14 @@ class EncodeResult:
 
 def encode_pictures(pictures: Sequence[np.ndarray], output: str | os.PathLike, *, codec: str = "onedc",
                     options: Mapping[str, Any] | None = None, device: str | None = None,
-                    batch_size: int = 4, plugins=None) -> EncodeResult:
-    """Encode RGB pictures of one size into one ``.odc`` file (written atomically)."""
+                    batch_size: int = 4, plugins=None,
+                    progress: Callable[[int, int], None] | None = None) -> EncodeResult:
+    """Encode RGB pictures of one size into one ``.odc`` file (written atomically).
+
+    ``progress(done, total)`` reports an encoder's work within each batch of
+    *batch_size* pictures (see :attr:`~onedc_media.codec.contract.Encoder.progress`);
+    encoders that are fast never call it.
+    """
     import onedc_media
 
     pictures = check_frames(pictures)
@@ -64,6 +70,7 @@ def encode_pictures(pictures: Sequence[np.ndarray], output: str | os.PathLike, *
     t0 = time.perf_counter()
     payload = 0
     with impl.encoder(info.resolve_options(options), device=device) as enc:
+        enc.progress = progress
         header = container.StreamHeader(
             media_type="image", codec=codec, width=w, height=h, pixel_format="rgb24", color=SRGB,
             time_base=Fraction(1, 1), codec_params=dict(enc.params), model=enc.model,

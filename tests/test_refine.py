@@ -102,3 +102,30 @@ def test_refine_option_through_the_codec(tmp_path):
     assert out[0].shape == img.shape
     with pytest.raises(CodecOptionError):
         encode_pictures([img], tmp_path / "x.odc", codec="onedc", options={"refine": -1}, plugins=plugins)
+
+
+def test_progress_counts_every_step_of_every_picture(engine, tmp_path):
+    """What a progress bar sees: steps counted across pictures and windows, ending at the
+    total the encoder announced; plain encoding never reports."""
+    import onedc_media
+    from onedc_media.model.refine import RefineConfig, refine_steps
+    from onedc_media.stills import encode_pictures
+
+    cfg = RefineConfig(steps=2, window=64, halo=0)
+    pics = [np.ascontiguousarray(read_image(DATA / "astronaut.png")[:70, :130])] * 2
+    assert refine_steps(70, 130, cfg) == 2 * 2 * 3  # 2 x 3 windows of 64 pixels
+    seen: list[int] = []
+    engine.compress(pics, 2, refine=cfg, progress=seen.append)
+    assert seen == list(range(1, 2 * refine_steps(70, 130, cfg) + 1))
+
+    plugins = onedc_media.load_plugins(blocked=[])
+    calls: list[tuple[int, int]] = []
+    encode_pictures(pics, tmp_path / "r.odc", codec="onedc", options={"quality": 3, "refine": 1},
+                    plugins=plugins, progress=lambda d, t: calls.append((d, t)))
+    total = 2 * refine_steps(70, 130, RefineConfig(steps=1))
+    assert calls[0] == (0, total) and calls[-1] == (total, total)
+    assert [d for d, _ in calls] == sorted(d for d, _ in calls)
+    calls.clear()
+    encode_pictures(pics, tmp_path / "p.odc", codec="onedc", options={"quality": 3},
+                    plugins=plugins, progress=lambda d, t: calls.append((d, t)))
+    assert calls == []

@@ -33,6 +33,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="codec option (repeatable), e.g. --opt device=cuda --opt dtype=bfloat16")
     p.add_argument("--device", help="device for learned codecs (cpu, cuda, cuda:N)")
     p.add_argument("--sequence", action="store_true", help="put all inputs (same size) in one file")
+    p.add_argument("--no-progress", action="store_true",
+                   help="no progress bar (shown on a terminal for slow encoders: OneDC with refine)")
     p.set_defaults(func=run)
 
 
@@ -48,6 +50,7 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     import onedc_media
+    from onedc_media.cli.transcode_cmd import progress_bar
     from onedc_media.imageio import read_image
     from onedc_media.stills import encode_pictures
 
@@ -72,7 +75,13 @@ def run(args: argparse.Namespace) -> int:
         jobs = [([i], folder / i.with_suffix(".odc").name) for i in inputs]
     for paths, out in jobs:
         pictures = [read_image(p) for p in paths]
-        res = encode_pictures(pictures, out, codec=info.name, options=options, device=args.device)
+        bar = progress_bar(args.no_progress, unit="step", desc=out.name)
+        try:
+            res = encode_pictures(pictures, out, codec=info.name, options=options, device=args.device,
+                                  progress=bar.update if bar else None)
+        finally:
+            if bar:
+                bar.close()
         print(f"{out}: {res.codec}, {res.pictures} picture(s), {res.file_bytes} bytes, "
               f"{res.bpp:.4f} bpp, {res.seconds:.2f} s")
     return 0

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -219,6 +219,10 @@ class Encoder(ABC):
     params: dict[str, Any]
     #: The model this encoder uses, stored in the stream header; ``None`` for classic codecs.
     model: ModelRef | None = None
+    #: Set by a caller that shows progress: an encoder whose batches take long (OneDC with
+    #: ``refine``) calls it as ``progress(done, total)`` in units of its own choosing while
+    #: :meth:`encode` runs, counted within that call. Fast encoders may ignore it.
+    progress: Callable[[int, int], None] | None = None
 
     @abstractmethod
     def encode(self, frames: Sequence[np.ndarray]) -> list[bytes]:

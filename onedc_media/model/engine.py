@@ -329,14 +329,21 @@ class OneDCEngine:
 
         ``refine`` optimises each picture's latents against the decoder before coding
         (:mod:`~onedc_media.model.refine`: slower, better at about the same bits; the
-        packets decode as any others). ``progress`` is called after each refinement step.
+        packets decode as any others). ``progress(done)`` is called after each refinement
+        step with the steps done so far, counted across *images*
+        (:func:`~onedc_media.model.refine.refine_steps` gives each picture's share).
         """
         images = check_frames(images)
         encs = self.analyse(images)
         if refine is not None and refine.steps:
-            from onedc_media.model.refine import refine_latents
+            from onedc_media.model.refine import refine_latents, refine_steps
 
-            encs = [refine_latents(self, im, e, q, refine, progress) for im, e in zip(images, encs)]
+            done, out = 0, []
+            for im, e in zip(images, encs):
+                step = None if progress is None else (lambda n, base=done: progress(base + n))
+                out.append(refine_latents(self, im, e, q, refine, step))
+                done += refine_steps(e.height, e.width, refine)
+            encs = out
         return [self.entropy_encode(e, q) for e in encs]
 
     # -- decode --------------------------------------------------------------------

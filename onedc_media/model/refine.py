@@ -32,7 +32,7 @@ from torch import Tensor
 
 from onedc_media.entropy.fixedpoint import round_ste
 
-__all__ = ["RATE_SCALE", "RefineConfig", "refine_latents"]
+__all__ = ["RATE_SCALE", "RefineConfig", "refine_latents", "refine_steps"]
 
 #: Weight of the rate term relative to the model config's ``lmbda`` (Stage I's ``rate_scale``).
 RATE_SCALE = 0.25
@@ -64,6 +64,13 @@ class RefineConfig:
 
 def _spans(n: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def refine_steps(height: int, width: int, config: RefineConfig) -> int:
+    """Gradient steps :func:`refine_latents` takes on a *height* x *width* picture (the
+    total a progress bar counts to): ``steps`` per window."""
+    win = config.window // _CELL
+    return config.steps * len(_spans(-(-height // _CELL), win)) * len(_spans(-(-width // _CELL), win))
 
 
 def refine_latents(engine, image: np.ndarray, enc, q: int, config: RefineConfig = RefineConfig(),

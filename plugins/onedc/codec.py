@@ -78,7 +78,15 @@ class OneDCEncoder(Encoder):
         self.refine = RefineConfig(steps=steps) if steps else None
 
     def encode(self, frames: Sequence[np.ndarray]) -> list[bytes]:
-        return self.engine.compress(check_frames(frames), self.q, refine=self.refine)
+        frames = check_frames(frames)
+        report = self.progress
+        if self.refine is None or report is None:
+            return self.engine.compress(frames, self.q, refine=self.refine)
+        from onedc_media.model.refine import refine_steps
+
+        total = sum(refine_steps(f.shape[0], f.shape[1], self.refine) for f in frames)
+        report(0, total)
+        return self.engine.compress(frames, self.q, refine=self.refine, progress=lambda n: report(n, total))
 
 
 class OneDCDecoder(Decoder):
