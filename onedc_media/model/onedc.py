@@ -86,7 +86,8 @@ class OneDCModel(ModelMixin, ConfigMixin):
             that optimised ``y`` freely, even at 4x finer quantisation, stopped 4-20 dB
             below what the VAE decoder reaches from an optimised latent; synthesis and
             U-Net map ``y`` onto too few latents. The skip gives ``y`` a linear path to
-            every latent. ``False`` for models trained without it.
+            every latent. Grown once from onedc-tiny (docs/training.md, the seventh
+            lease), it did not lift the top in 2000 steps; no shipped model uses it.
         vae_config: ``{"type", "kwargs", "pixel_shuffle", "scaling_factor", "pretrained"}``.
         unet_config: ``{"kwargs", "pretrained", "lora_rank"}`` for ``UNet2DConditionModel``.
         parsing_config: fields of :class:`~onedc_media.entropy.parsing.ParsingConfig`.
