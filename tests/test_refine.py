@@ -129,3 +129,17 @@ def test_progress_counts_every_step_of_every_picture(engine, tmp_path):
     encode_pictures(pics, tmp_path / "p.odc", codec="onedc", options={"quality": 3},
                     plugins=plugins, progress=lambda d, t: calls.append((d, t)))
     assert calls == []
+
+
+@pytest.mark.parametrize("autocast", [False, True])
+def test_refinement_in_either_precision(engine, autocast):
+    """The bfloat16 search (the default where a device computes it natively) and the
+    float32 one both find better latents; what they code is exact either way."""
+    from onedc_media.model.refine import RefineConfig, bf16_native
+
+    assert isinstance(bf16_native(torch.device("cpu")), bool)
+    img = np.ascontiguousarray(read_image(DATA / "astronaut.png")[192:320, 192:320])
+    base = engine.compress([img], 4)[0]
+    refined = engine.compress([img], 4, refine=RefineConfig(steps=15, autocast=autocast))[0]
+    gain = _psnr(engine.decompress([refined])[0], img) - _psnr(engine.decompress([base])[0], img)
+    assert gain > 0.5 and len(refined) < 1.15 * len(base)

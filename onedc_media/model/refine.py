@@ -48,12 +48,18 @@ class RefineConfig:
     :param lr: Adam's step in gained-``y`` units (one quantisation bin is 1.0).
     :param window: side of the region refined at once, pixels (multiple of 64).
     :param halo: decoded context around a window, pixels (multiple of 64).
+    :param autocast: run the decoder in bfloat16 autocast while searching (``None``: where
+        the device computes bfloat16 natively). The search only needs directions: on an
+        AVX512-BF16 CPU it was 1.3-1.4x faster, with PSNR within 0.16 dB and bits within
+        1.5 % on three 512x512 crops; what is coded is still exact, and the decoder is
+        unchanged.
     """
 
     steps: int = 30
     lr: float = 0.02
     window: int = 512
     halo: int = 64
+    autocast: bool | None = None
 
     def __post_init__(self) -> None:
         if self.steps < 0:
@@ -64,6 +70,20 @@ class RefineConfig:
 
 def _spans(n: int, size: int) -> list[tuple[int, int]]:
     return [(a, min(a + size, n)) for a in range(0, n, size)]
+
+
+def bf16_native(device: torch.device) -> bool:
+    """Whether *device* computes bfloat16 convolutions natively (CUDA: Ampere or newer;
+    CPU: what oneDNN reports, AVX512 cores and up)."""
+    if device.type == "cuda":
+        return torch.cuda.is_available() and torch.cuda.is_bf16_supported()
+    if device.type == "cpu":
+        check = getattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", None)
+        try:
+            return bool(check()) if check is not None else False
+        except RuntimeError:
+            return False
+    return False
 
 
 def refine_steps(height: int, width: int, config: RefineConfig) -> int:
@@ -132,6 +152,9 @@ class _Refiner:
         # y_hat = (symbol + mu) / gain: what ungain computes, up to its fixed point
         self.inv_gain = (1.0 / engine.gain(q)).float()
         self.done = 0
+        dev = engine.device
+        self.autocast = bf16_native(dev) if config.autocast is None else bool(config.autocast)
+        self.autocast = self.autocast and engine.dtype == torch.float32 and dev.type in ("cpu", "cuda")
 
     def _gaussians(self, h: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         """Means and scales the integer parsing model gives the current symbols of ``y``."""
@@ -161,7 +184,9 @@ class _Refiner:
             bits = _bits(vh.detach().abs(), sc) + smooth - smooth.detach()
             bpp = (bits * keep).sum() / n_pix
             y_hat = ((vh + mu) * self.inv_gain)[None].to(x.device, x.dtype)
-            d = (self.model.synthesize(y_hat, z_in).clamp(-1, 1) - x) * pix
+            with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
+                x_hat = self.model.synthesize(y_hat, z_in)
+            d = (x_hat.to(x.dtype).clamp(-1, 1) - x) * pix
             loss = (4 * d.square().sum() + d.abs().sum()) / (n_pix * x.shape[1]) + self.lam * bpp.to(x.device)
             opt.zero_grad(set_to_none=True)
             loss.backward()

@@ -27,7 +27,8 @@ ONEDC = CodecInfo(
                     "coded in overlapping tiles (bounds memory)", min=256, max=8192),
         CodecOption("refine", "int", 0, "encoder effort: gradient steps that fit each picture's latents "
                     "to the decoder before coding (0 = off; 30: +1.3 .. +2.7 dB at 9-25 % fewer bits "
-                    "above q1 on held-out photos, about 77 s per megapixel on 2 CPU cores). Decoding is unchanged",
+                    "above q1 on held-out photos, 50-77 s per megapixel on 2 CPU cores; 10: most of the "
+                    "quality in a third of the time). Decoding is unchanged",
                     min=0, max=1000),
     ),
     capabilities=Capabilities(batch=True, cuda=True, lossless=False),
