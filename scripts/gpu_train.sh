@@ -7,7 +7,7 @@
 #                    python scripts/gpu_pack.py pack            # corpus + init -> data/gpu/ (~26 MiB)
 #   on the device:   command: "bash scripts/gpu_train.sh"   carry: [".whl", "data/gpu"]
 #                    timeout_s: 590  (SECONDS=560 by default: the whole script's deadline)
-#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1q-tiny runs/stage1q-tiny --base runs/stage1n-tiny
+#   back here:       python scripts/gpu_pack.py unharvest OUT/stage1t-tiny runs/stage1t-tiny --base runs/stage1n-tiny
 #
 # Set in the environment: CONFIGS (space-separated train configs), DEVICE (cuda),
 # DEADLINE_S (560), CHECK_BUDGET (260 seconds for the GPU check, 0 skips it), REFINE_CHECK=1
@@ -20,7 +20,7 @@ start=$(date +%s)
 deadline=$((start + ${DEADLINE_S:-560}))
 out="${OUT:-/tmp/gpu_train_out}"
 mkdir -p "$out"
-configs=${CONFIGS:-"configs/train/stage1q-tiny.yaml configs/train/stage1q-tiny-all.yaml"}
+configs=${CONFIGS:-"configs/train/stage1t-tiny.yaml"}
 check_budget=${CHECK_BUDGET:-260}
 export PYTHONUNBUFFERED=1
 
