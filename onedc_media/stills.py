@@ -42,15 +42,28 @@ class EncodeResult:
         return self.file_bytes * 8 / self.pixels
 
 
+def _file_progress(progress: Callable[[int, int], None], first: int, count: int,
+                   n: int) -> Callable[[int, int], None]:
+    """A batch's ``(done, total)`` for pictures ``first .. first + count`` of *n*, as the
+    file's: the batches before it done, the same work per picture after it."""
+
+    def report(done: int, total: int) -> None:
+        per = total / max(count, 1)
+        progress(round(per * first) + done, round(per * n))
+
+    return report
+
+
 def encode_pictures(pictures: Sequence[np.ndarray], output: str | os.PathLike, *, codec: str = "onedc",
                     options: Mapping[str, Any] | None = None, device: str | None = None,
                     batch_size: int = 4, plugins=None,
                     progress: Callable[[int, int], None] | None = None) -> EncodeResult:
     """Encode RGB pictures of one size into one ``.odc`` file (written atomically).
 
-    ``progress(done, total)`` reports an encoder's work within each batch of
-    *batch_size* pictures (see :attr:`~onedc_media.codec.contract.Encoder.progress`);
-    encoders that are fast never call it.
+    ``progress(done, total)`` reports an encoder's work (see
+    :attr:`~onedc_media.codec.contract.Encoder.progress`) over the whole file: each batch's
+    count is offset by the batches before it and its total scaled to all the pictures,
+    which share one size. Encoders that are fast never call it.
     """
     import onedc_media
 
@@ -70,7 +83,6 @@ def encode_pictures(pictures: Sequence[np.ndarray], output: str | os.PathLike, *
     t0 = time.perf_counter()
     payload = 0
     with impl.encoder(info.resolve_options(options), device=device) as enc:
-        enc.progress = progress
         header = container.StreamHeader(
             media_type="image", codec=codec, width=w, height=h, pixel_format="rgb24", color=SRGB,
             time_base=Fraction(1, 1), codec_params=dict(enc.params), model=enc.model,
@@ -78,6 +90,8 @@ def encode_pictures(pictures: Sequence[np.ndarray], output: str | os.PathLike, *
         with container.open(output, "w") as out:
             stream = out.add_stream(header)
             for s in range(0, len(pictures), batch_size):
+                if progress is not None:
+                    enc.progress = _file_progress(progress, s, len(pictures[s : s + batch_size]), len(pictures))
                 for j, pkt in enumerate(enc.encode(pictures[s : s + batch_size])):
                     payload += len(pkt)
                     out.mux(container.Packet(stream_index=stream.index, data=pkt, pts=s + j,

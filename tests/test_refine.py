@@ -135,11 +135,56 @@ def test_progress_counts_every_step_of_every_picture(engine, tmp_path):
 def test_refinement_in_either_precision(engine, autocast):
     """The bfloat16 search (the default where a device computes it natively) and the
     float32 one both find better latents; what they code is exact either way."""
-    from onedc_media.model.refine import RefineConfig, bf16_native
+    from onedc_media.model.refine import RefineConfig, _Refiner, bf16_native
 
-    assert isinstance(bf16_native(torch.device("cpu")), bool)
+    assert _Refiner(engine, 4, RefineConfig(autocast=autocast), None).autocast is autocast
+    assert _Refiner(engine, 4, RefineConfig(), None).autocast is bf16_native(torch.device("cpu"))
     img = np.ascontiguousarray(read_image(DATA / "astronaut.png")[192:320, 192:320])
     base = engine.compress([img], 4)[0]
     refined = engine.compress([img], 4, refine=RefineConfig(steps=15, autocast=autocast))[0]
     gain = _psnr(engine.decompress([refined])[0], img) - _psnr(engine.decompress([base])[0], img)
     assert gain > 0.5 and len(refined) < 1.15 * len(base)
+
+
+def test_progress_bar_spans_the_file(monkeypatch, tmp_path):
+    """The CLI's bar: drawn at the first report with its total, never for an encoder that
+    does not report, and one bar over a file of several batches."""
+    import sys
+    import types
+
+    import onedc_media
+    from onedc_media.cli.transcode_cmd import progress_bar
+    from onedc_media.stills import encode_pictures
+
+    made: list = []
+
+    class FakeTqdm:
+        def __init__(self, total=None, **kw):
+            self.total, self.n, self.resets = total, 0, 0
+            made.append(self)
+
+        def update(self, k):
+            self.n += k
+
+        def refresh(self):
+            pass
+
+        def reset(self, total=None):
+            self.n, self.total, self.resets = 0, total, self.resets + 1
+
+        def close(self):
+            pass
+
+    monkeypatch.setitem(sys.modules, "tqdm", types.SimpleNamespace(tqdm=FakeTqdm))
+    plugins = onedc_media.load_plugins(blocked=[])
+    pics = [np.ascontiguousarray(read_image(DATA / "astronaut.png")[:64, :64])] * 3
+    bar = progress_bar(False, unit="step")
+    encode_pictures(pics, tmp_path / "p.odc", codec="onedc", options={"quality": 3}, plugins=plugins,
+                    progress=bar.update)
+    bar.close()
+    assert made == []  # plain encoding never reports: no bar
+    bar = progress_bar(False, unit="step")
+    encode_pictures(pics, tmp_path / "r.odc", codec="onedc", options={"quality": 3, "refine": 2},
+                    plugins=plugins, batch_size=2, progress=bar.update)
+    bar.close()
+    assert len(made) == 1 and made[0].total == 6 and made[0].n == 6 and made[0].resets == 0

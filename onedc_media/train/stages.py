@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 DEFAULT_TRAIN_MODULES = {
     "vae": ["vae."],
     "stage1": ["patch_embed.", "analysis.", "hyper_encoder.", "parsing.", "adaptor.",
-               "synthesis.", "unet.", "aux_head.", "vae.model.decoder."],
+               "synthesis.", "skip.", "unet.", "aux_head.", "vae.model.decoder."],
     "teacher": ["teacher."],
     "stage2": ["unet."],
 }
