@@ -317,6 +317,12 @@ def test_quality_ceiling_benchmark(tmp_path, capsys):
     vae, codec = float(row[1]), float(row[2])
     assert 15 < codec < 60 and 15 < vae < 60
     assert "b.png" in out and "skipped" in out and "the latent path loses" in out
+    # the two ceiling columns: an optimised latent decodes at least as well as the encoder's
+    assert mod.main([str(tmp_path), "--crop", "64", "--latent-steps", "15", "--refine", "3"]) == 0
+    row = next(line for line in capsys.readouterr().out.splitlines() if line.startswith("a.png")).split()
+    vae, latent, codec, refined = map(float, row[1:5])
+    assert latent > vae + 0.2 and 10 < codec < 60 and 10 < refined < 60
+    assert mod.main([str(tmp_path), "--refine", "-1"]) == 1
     empty = tmp_path / "empty"
     empty.mkdir()
     assert mod.main([str(empty)]) == 1
