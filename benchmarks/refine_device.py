@@ -21,17 +21,15 @@ from pathlib import Path
 
 import numpy as np
 
+#: The repository's own test photo (skimage's astronaut, public domain), when no picture is named.
+DEFAULT_PICTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "astronaut.png"
+
 
 def _picture(path: str, size: int) -> np.ndarray:
-    """A centre crop of *path* (or of skimage's astronaut when *path* is empty)."""
-    if path:
-        from onedc_media.imageio import read_image
+    """A centre crop of *path* (the repository's test photo when *path* is empty)."""
+    from onedc_media.imageio import read_image
 
-        img = read_image(path)
-    else:
-        from skimage import data
-
-        img = data.astronaut()
+    img = read_image(path or DEFAULT_PICTURE)
     h, w = img.shape[:2]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return np.ascontiguousarray(img[top : top + size, left : left + size])
@@ -45,7 +43,7 @@ def _psnr(a: np.ndarray, b: np.ndarray) -> float:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--device", default="cuda")
-    ap.add_argument("image", nargs="?", default="", help="picture (default: skimage's astronaut)")
+    ap.add_argument("image", nargs="?", default="", help="picture (default: tests/data/astronaut.png)")
     ap.add_argument("--size", type=int, default=512, help="side of the centre crop")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--q", type=int, default=5, help="0-based rate point")
@@ -55,12 +53,17 @@ def main(argv: list[str] | None = None) -> int:
 
     import torch
 
+    from onedc_media.errors import OdcError
     from onedc_media.model.engine import OneDCEngine
     from onedc_media.model.refine import RefineConfig
 
-    img = _picture(args.image, args.size)
+    try:
+        img = _picture(args.image, args.size)
+        cfg = RefineConfig(steps=args.steps)
+    except (OdcError, ValueError) as exc:
+        print(f"refine_device: {exc}", file=sys.stderr)
+        return 1
     cpu = OneDCEngine.from_pretrained("onedc-tiny")
-    cfg = RefineConfig(steps=args.steps)
     out: dict[str, dict[str, float]] = {}
     devices = [args.device] if args.skip_cpu or args.device == "cpu" else [args.device, "cpu"]
     plain = cpu.compress([img], args.q)[0]

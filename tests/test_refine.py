@@ -153,7 +153,7 @@ def test_progress_bar_spans_the_file(monkeypatch, tmp_path):
     import types
 
     import onedc_media
-    from onedc_media.cli.transcode_cmd import progress_bar
+    from onedc_media.cli.progress import progress_bar
     from onedc_media.stills import encode_pictures
 
     made: list = []

@@ -124,7 +124,7 @@ def run(args: argparse.Namespace) -> int:
 def _decode(args: argparse.Namespace) -> int:
     import onedc_media
     from onedc_media import container
-    from onedc_media.cli.transcode_cmd import progress_bar
+    from onedc_media.cli.progress import progress_bar
     from onedc_media.pipeline.decoder import picture_stream
     from onedc_media.pipeline.export import (
         IMAGE_EXTENSIONS,

@@ -50,7 +50,7 @@ def parse_options(pairs: list[str]) -> dict[str, str]:
 
 def run(args: argparse.Namespace) -> int:
     import onedc_media
-    from onedc_media.cli.transcode_cmd import progress_bar
+    from onedc_media.cli.progress import progress_bar
     from onedc_media.imageio import read_image
     from onedc_media.stills import encode_pictures
 

@@ -179,6 +179,7 @@ def _settings(args: argparse.Namespace, codecs: Any) -> dict[str, Any]:
 
 def run(args: argparse.Namespace) -> int:
     import onedc_media
+    from onedc_media.cli.progress import progress_bar
     from onedc_media.pipeline.transcode import transcode
 
     plugins = onedc_media.default_plugins()
@@ -262,34 +263,3 @@ def _summary(r: Any, settings: dict[str, Any]) -> str:
         lines.append(f"  audio:     {r.audio_streams} stream(s) copied, {r.audio_bytes:,} bytes")
     lines.append(f"  {r.elapsed_s:.1f} s, {r.fps:.1f} frames/s")
     return "\n".join(lines)
-
-
-def progress_bar(disabled: bool, unit: str = "frame", desc: str | None = None) -> Any:
-    """A tqdm bar (units, units/s, ETA) on stderr with an ``update(done, total)`` method;
-    ``None`` when *disabled*. tqdm hides it when stderr is not a terminal. A count that
-    goes back (the next batch of an encoder's work) starts the bar over."""
-    if disabled:
-        return None
-    from tqdm import tqdm
-
-    class _Bar:
-        """Drawn at the first report: an encoder that never reports leaves no trace."""
-
-        def __init__(self) -> None:
-            self.bar: Any = None
-
-        def update(self, done: int, total: int | None) -> None:
-            if self.bar is None:
-                self.bar = tqdm(total=total, unit=unit, desc=desc, dynamic_ncols=True, leave=False, disable=None)
-            if done < self.bar.n:
-                self.bar.reset(total)
-            if total is not None and self.bar.total != max(total, done):
-                self.bar.total = max(total, done)
-                self.bar.refresh()
-            self.bar.update(done - self.bar.n)
-
-        def close(self) -> None:
-            if self.bar is not None:
-                self.bar.close()
-
-    return _Bar()
