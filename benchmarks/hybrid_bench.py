@@ -42,7 +42,7 @@ import numpy as np
 from av.video.frame import PictureType
 
 from onedc_media import container, default_plugins
-from onedc_media.cli.encode_cmd import parse_options
+from onedc_media.cli.transcode_cmd import parse_options
 from onedc_media.pipeline.decoder import VideoDecoder
 from onedc_media.pipeline.hybrid import InterSettings, _Encoding, _to_rgb, _to_yuv
 from onedc_media.pipeline.transcode import transcode

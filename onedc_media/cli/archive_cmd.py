@@ -168,7 +168,7 @@ def run(args: argparse.Namespace) -> int:
 def _settings(args: argparse.Namespace) -> Any:
     import onedc_media
     from onedc_media.archive import EncodeSettings
-    from onedc_media.cli.encode_cmd import parse_options
+    from onedc_media.cli.transcode_cmd import parse_options
 
     info = onedc_media.default_plugins().codecs.get(args.codec)
     options: dict[str, Any] = parse_options(args.opt)

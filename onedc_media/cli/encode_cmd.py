@@ -38,19 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_options(pairs: list[str]) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key:
-            raise CodecOptionError(f"--opt expects KEY=VALUE, got {pair!r}")
-        out[key.strip()] = value
-    return out
-
-
 def run(args: argparse.Namespace) -> int:
     import onedc_media
     from onedc_media.cli.progress import progress_bar
+    from onedc_media.cli.transcode_cmd import parse_options
     from onedc_media.imageio import read_image
     from onedc_media.stills import encode_pictures
 

@@ -58,7 +58,7 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def parse_options(items: list[str], what: str) -> dict[str, str]:
+def parse_options(items: list[str], what: str = "--opt") -> dict[str, str]:
     """``["quality=80", "preset=slow"]`` -> ``{"quality": "80", "preset": "slow"}``."""
     out: dict[str, str] = {}
     for pair in items:
