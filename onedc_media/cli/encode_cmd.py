@@ -22,7 +22,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "  onedc-media encode *.png -o odc/ -c jpeg -q 40  # classic JPEG baseline\n"
         "  onedc-media encode a.png --opt model=my-model/   # a model folder you exported\n"
         "  onedc-media encode a.png --opt refine=30         # OneDC, slower encoder: better pictures\n"
-        "                                                   # at about the same bits, same decoder\n",
+        "                                                   # at about the same bits, same decoder\n"
+        "  onedc-media encode a.png -q 5 --opt refine=30 --opt enhance=1\n"
+        "                                                   # OneDC above its top rate point: a latent\n"
+        "                                                   # residual layer adds bits and quality\n",
     )
     p.add_argument("inputs", nargs="+", help="image files (PNG, JPEG, WebP, TIFF, ...)")
     p.add_argument("-o", "--output", help="output .odc file (one input) or folder (several)")
@@ -34,7 +37,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--device", help="device for learned codecs (cpu, cuda, cuda:N)")
     p.add_argument("--sequence", action="store_true", help="put all inputs (same size) in one file")
     p.add_argument("--no-progress", action="store_true",
-                   help="no progress bar (shown on a terminal for slow encoders: OneDC with refine)")
+                   help="no progress bar (shown on a terminal for slow encoders: OneDC with "
+                   "refine or enhance)")
     p.set_defaults(func=run)
 
 

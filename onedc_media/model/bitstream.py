@@ -5,7 +5,7 @@ Layout (little-endian), version 1::
     offset  size  field
     0       4     magic b"ODCP"
     4       1     version (1)
-    5       1     flags (0; reserved)
+    5       1     flags: bit 0 = the picture carries a latent residual layer; others 0
     6       1     rate point q (0-based)
     7       1     band rows R of y per chunk (even, >= 2)
     8       4     width  (1 .. 65536)
@@ -20,6 +20,11 @@ stage k = 0..3 (the 2x2 quad context order), for band b (rows ``[bR, (b+1)R)`` o
 ``y`` grid), the rANS words of that stage's symbols in that band. Every length and the
 chunk count are implied by the dimensions, so they are checked before anything is
 allocated; every body is CRC-checked before the entropy decoder sees it.
+
+With flag bit 0 one more chunk follows the ``y`` chunks: the latent residual layer
+(:mod:`~onedc_media.model.residual`). Readers that predate the flag refuse such a
+picture by its flags ("unknown OneDC picture flags") rather than decode it without the
+layer; pictures without it are byte-identical to those written before the flag existed.
 """
 
 from __future__ import annotations
@@ -32,10 +37,12 @@ import google_crc32c
 from onedc_media.codec.contract import MAX_FRAME_PIXELS, MAX_FRAME_SIDE
 from onedc_media.errors import BitstreamError, ChecksumError, LimitExceededError, TruncatedError
 
-__all__ = ["PictureHeader", "pack_picture", "unpack_picture", "MAGIC", "VERSION", "band_count"]
+__all__ = ["FLAG_RESIDUAL", "PictureHeader", "pack_picture", "unpack_picture", "MAGIC", "VERSION", "band_count"]
 
 MAGIC = b"ODCP"
 VERSION = 1
+#: Header flag: the last chunk is a latent residual layer.
+FLAG_RESIDUAL = 0x01
 _FIXED = struct.Struct("<4sBBBBIIH")
 _ENTRY = struct.Struct("<II")
 _CRC = struct.Struct("<I")
@@ -47,6 +54,7 @@ class PictureHeader:
     width: int
     height: int
     band_rows: int
+    residual: bool = False  #: the last chunk is a latent residual layer
 
     @property
     def y_size(self) -> tuple[int, int]:
@@ -67,7 +75,8 @@ def crc32c(data: bytes) -> int:
 
 
 def pack_picture(header: PictureHeader, chunks: list[bytes]) -> bytes:
-    fixed = _FIXED.pack(MAGIC, VERSION, 0, header.q, header.band_rows, header.width,
+    flags = FLAG_RESIDUAL if header.residual else 0
+    fixed = _FIXED.pack(MAGIC, VERSION, flags, header.q, header.band_rows, header.width,
                         header.height, len(chunks))
     table = b"".join(_ENTRY.pack(len(c), crc32c(c)) for c in chunks)
     head = fixed + table
@@ -85,7 +94,7 @@ def unpack_picture(data: bytes, *, num_rates: int, z_chunk_bytes: int | None = N
         raise BitstreamError("not a OneDC picture (bad magic)")
     if version != VERSION:
         raise BitstreamError(f"OneDC picture version {version} is not supported (this reader: {VERSION})")
-    if flags != 0:
+    if flags & ~FLAG_RESIDUAL:
         raise BitstreamError(f"unknown OneDC picture flags {flags:#x}")
     if not (1 <= width <= MAX_FRAME_SIDE and 1 <= height <= MAX_FRAME_SIDE) or width * height > MAX_FRAME_PIXELS:
         raise LimitExceededError(f"OneDC picture size {width}x{height} is out of bounds")
@@ -93,8 +102,9 @@ def unpack_picture(data: bytes, *, num_rates: int, z_chunk_bytes: int | None = N
         raise BitstreamError(f"rate point {q + 1} does not exist in this model ({num_rates} rate points)")
     if band_rows < 2 or band_rows % 2:
         raise BitstreamError(f"invalid band height {band_rows}")
-    header = PictureHeader(q=q, width=width, height=height, band_rows=band_rows)
-    expect = 1 + 4 * band_count(header.y_size[0], band_rows)
+    header = PictureHeader(q=q, width=width, height=height, band_rows=band_rows,
+                           residual=bool(flags & FLAG_RESIDUAL))
+    expect = 1 + 4 * band_count(header.y_size[0], band_rows) + header.residual
     if n != expect:
         raise BitstreamError(f"OneDC picture has {n} chunks, expected {expect}")
     head_len = _FIXED.size + _ENTRY.size * n

@@ -39,8 +39,9 @@ from onedc_media.model.bitstream import PictureHeader, band_count, pack_picture,
 
 if TYPE_CHECKING:
     from onedc_media.model.refine import RefineConfig
+    from onedc_media.model.residual import ResidualConfig
 
-__all__ = ["OneDCEngine", "DecodedLatents", "EncodedLatents", "tile_spans"]
+__all__ = ["OneDCEngine", "DecodedLatents", "EncodedLatents", "encode_steps", "tile_spans"]
 
 log = logging.getLogger(__name__)
 
@@ -69,10 +70,12 @@ class DecodedLatents:
     width: int
     height: int
     symbols: list[np.ndarray] | None = None  #: per chunk, when asked for (tests, hashing)
+    #: float32 [C, H/8, W/8] added to the latent before the VAE decoder (the residual layer)
+    residual: Tensor | None = None
 
     @property
     def shape_key(self) -> tuple[int, ...]:
-        return tuple(self.y_hat.shape)
+        return (*self.y_hat.shape, self.residual is not None)
 
 
 def tile_spans(n: int, tile: int, overlap: int, align: int) -> list[tuple[int, int]]:
@@ -284,12 +287,14 @@ class OneDCEngine:
         z_idx, _ = m.fsq(m.hyper_encoder(y, sem))
         return y, z_idx
 
-    def entropy_encode(self, enc: EncodedLatents, q: int, *, reconstruct: bool = False
-                       ) -> bytes | tuple[bytes, DecodedLatents]:
+    def entropy_encode(self, enc: EncodedLatents, q: int, *, reconstruct: bool = False,
+                       residual: bytes | None = None) -> bytes | tuple[bytes, DecodedLatents]:
         """Integer parsing + rANS for one picture (CPU, exact).
 
         With ``reconstruct=True`` also return what a decoder will entropy-decode (the
         encoder computes it anyway), so callers can synthesise without decoding.
+        ``residual`` is a residual-layer chunk (:func:`~onedc_media.model.residual.pack_residual`)
+        to carry; the reconstruction then leaves it out.
         """
         if not 0 <= q < self.num_rates:
             raise ValueError(f"rate point {q} out of range 0..{self.num_rates - 1}")
@@ -307,7 +312,10 @@ class OneDCEngine:
             for b in range(nb):
                 sel = (rows >= b * self.band_rows) & (rows < (b + 1) * self.band_rows)
                 chunks.append(self.coder.encode(sym_i[:, sel], idx[:, sel]))
-        header = PictureHeader(q=q, width=enc.width, height=enc.height, band_rows=self.band_rows)
+        if residual is not None:
+            chunks.append(bytes(residual))
+        header = PictureHeader(q=q, width=enc.width, height=enc.height, band_rows=self.band_rows,
+                               residual=residual is not None)
         payload = pack_picture(header, chunks)
         if not reconstruct:
             return payload
@@ -324,27 +332,53 @@ class OneDCEngine:
         return (P.gain[q].to(torch.float64) / 2**P.config.gain_frac).view(-1, 1, 1)
 
     def compress(self, images: Sequence[np.ndarray], q: int, *, refine: RefineConfig | None = None,
+                 residual: ResidualConfig | None = None,
                  progress: Callable[[int], None] | None = None) -> list[bytes]:
         """Pictures -> packets at rate point *q* (0-based).
 
         ``refine`` optimises each picture's latents against the decoder before coding
         (:mod:`~onedc_media.model.refine`: slower, better at about the same bits; the
-        packets decode as any others). ``progress(done)`` is called after each refinement
-        step with the steps done so far, counted across *images*
-        (:func:`~onedc_media.model.refine.refine_steps` gives each picture's share).
+        packets decode as any others). ``residual`` adds the latent residual layer
+        (:mod:`~onedc_media.model.residual`: more bits, more quality above the rate point).
+        ``progress(done)`` is called after each gradient step of either, with the steps
+        done so far, counted across *images* (:func:`encode_steps` gives each picture's share).
         """
         images = check_frames(images)
         encs = self.analyse(images)
+        done, out = 0, []
+        for im, e in zip(images, encs):
+            step = None if progress is None else (lambda n, base=done: progress(base + n))
+            out.append(self._encode_one(im, e, q, refine, residual, step))
+            done += encode_steps(e.height, e.width, refine, residual)
+        return out
+
+    def _encode_one(self, image: np.ndarray, enc: EncodedLatents, q: int, refine: RefineConfig | None,
+                    residual: ResidualConfig | None, progress: Callable[[int], None] | None) -> bytes:
+        n_refine = 0
         if refine is not None and refine.steps:
             from onedc_media.model.refine import refine_latents, refine_steps
 
-            done, out = 0, []
-            for im, e in zip(images, encs):
-                step = None if progress is None else (lambda n, base=done: progress(base + n))
-                out.append(refine_latents(self, im, e, q, refine, step))
-                done += refine_steps(e.height, e.width, refine)
-            encs = out
-        return [self.entropy_encode(e, q) for e in encs]
+            enc = refine_latents(self, image, enc, q, refine, progress)
+            n_refine = refine_steps(enc.height, enc.width, refine)
+        if residual is None:
+            return self.entropy_encode(enc, q)
+        from onedc_media.model.onedc import pad_to_multiple
+        from onedc_media.model.residual import fit_residual, pack_residual
+
+        _, decoded = self.entropy_encode(enc, q, reconstruct=True)
+        with torch.no_grad():
+            base = self.base_latent(decoded)
+        x = pad_to_multiple(self._to_tensor([image])).to(self.device, self.dtype)
+        later = None if progress is None else (lambda n: progress(n_refine + n))
+        sym = fit_residual(self.model, x, base, enc.height, enc.width, residual, later)
+        chunk = pack_residual(sym, residual.step_code, self.coder, self.parsing.freqs.numpy())
+        return self.entropy_encode(enc, q, residual=chunk)
+
+    def base_latent(self, item: DecodedLatents) -> Tensor:
+        """The latent a decoder computes for *item* before any residual layer, [1, C, H/8, W/8]."""
+        y = item.y_hat[None].to(self.device, self.dtype)
+        z = item.z_int[None].to(self.device, self.dtype)
+        return self._latent_tiled(y, z)
 
     # -- decode --------------------------------------------------------------------
     def entropy_decode(self, payload: bytes, *, keep_symbols: bool = False) -> DecodedLatents:
@@ -388,8 +422,13 @@ class OneDCEngine:
             y_hat_g = torch.from_numpy(sym).to(torch.float64) * 2**frac + mu_g[0]
             y_ug[0][:, pos] = P.ungain(y_hat_g, inv_gain[0])
         y_hat = (y_ug.view(M, Hy, Wy) / 2**frac).float()
+        residual = None
+        if header.residual:
+            from onedc_media.model.residual import unpack_residual
+
+            residual = unpack_residual(chunks[ci], self.coder, self.model.config.latent_channels, 2 * Hy, 2 * Wy)
         return DecodedLatents(y_hat, z_int[0], header.q, header.width, header.height,
-                              symbols if keep_symbols else None)
+                              symbols if keep_symbols else None, residual)
 
     @torch.no_grad()
     def synthesize(self, items: Sequence[DecodedLatents], *, batch_size: int = 8,
@@ -405,7 +444,11 @@ class OneDCEngine:
                 part = idxs[s : s + batch_size]
                 y = torch.stack([items[i].y_hat for i in part]).to(self.device, self.dtype)
                 z = torch.stack([items[i].z_int for i in part]).to(self.device, self.dtype)
-                x = self._synthesize_tiled(y, z, vae_batch_size)
+                if items[part[0]].residual is None:
+                    x = self._synthesize_tiled(y, z, vae_batch_size)
+                else:
+                    r = torch.stack([items[i].residual for i in part]).to(self.device, self.dtype)
+                    x = self._vae_tiled(self._latent_tiled(y, z) + r, vae_batch_size)
                 x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
                 for j, i in enumerate(part):
                     it = items[i]
@@ -420,18 +463,38 @@ class OneDCEngine:
         ty = self.tile // 16
         if Hy <= ty and Wy <= ty:
             return synth(y, z)
-        ov = 8  # y cells = 128 px of overlap, blended linearly
-        out = y.new_zeros(y.shape[0], 3, Hy * 16, Wy * 16, dtype=torch.float32)
-        weight = y.new_zeros(1, 1, Hy * 16, Wy * 16, dtype=torch.float32)
-        for r0, r1 in tile_spans(Hy, ty, ov, 4):
-            for c0, c1 in tile_spans(Wy, ty, ov, 4):
-                xt = synth(y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)]).float()
-                wr = _ramp((r1 - r0) * 16, ov * 16, r0 > 0, r1 < Hy, xt.device)
-                wc = _ramp((c1 - c0) * 16, ov * 16, c0 > 0, c1 < Wy, xt.device)
-                w = (wr[:, None] * wc[None, :])[None, None]
-                out[..., r0 * 16 : r1 * 16, c0 * 16 : c1 * 16] += xt * w
-                weight[..., r0 * 16 : r1 * 16, c0 * 16 : c1 * 16] += w
-        return out / weight.clamp_min(1e-6)
+        # 8 y cells = 128 px of overlap, blended linearly
+        return _blend_tiles(Hy, Wy, ty, 8, 4, 16, lambda r0, r1, c0, c1: synth(
+            y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)]).float())
+
+    def _latent_tiled(self, y: Tensor, z: Tensor) -> Tensor:
+        """The U-Net's latents [B, C, 2Hy, 2Wy], in tiles blended in the latent for large
+        pictures (the residual layer corrects one latent, so it must be one, not a pixel
+        blend of several)."""
+        m = self.model
+        Hy, Wy = y.shape[-2:]
+        ty = self.tile // 16
+        if Hy <= ty and Wy <= ty:
+            return m.synthesize_latent(y, z)[0]
+        # 8 y cells = 16 latent samples of overlap, blended linearly
+        return _blend_tiles(Hy, Wy, ty, 8, 4, 2, lambda r0, r1, c0, c1: m.synthesize_latent(
+            y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)])[0])
+
+    def _vae_tiled(self, latent: Tensor, vae_batch: int | None = None) -> Tensor:
+        """VAE-decode latents [B, C, h, w], in tiles blended in pixels for large pictures."""
+        dec = self.model.vae.decode
+        h, w = latent.shape[-2:]
+        t = self.tile // 8
+
+        def batched(lat: Tensor) -> Tensor:
+            n = lat.shape[0]
+            step = n if vae_batch is None else max(1, int(vae_batch))
+            return torch.cat([dec(lat[i : i + step]) for i in range(0, n, step)])
+
+        if h <= t and w <= t:
+            return batched(latent)
+        # 16 latent samples = 128 px of overlap, blended linearly
+        return _blend_tiles(h, w, t, 16, 8, 8, lambda r0, r1, c0, c1: batched(latent[..., r0:r1, c0:c1]).float())
 
     def decompress(self, payloads: Sequence[bytes]) -> list[np.ndarray]:
         return self.synthesize([self.entropy_decode(p) for p in payloads])
@@ -453,6 +516,42 @@ class OneDCEngine:
             res[f"q{q + 1}_psnr"] = float(psnr(a, b).mean())
             res[f"q{q + 1}_msssim"] = float(ms_ssim_per_sample(a, b).mean())
         return res
+
+
+def encode_steps(height: int, width: int, refine: RefineConfig | None = None,
+                 residual: ResidualConfig | None = None) -> int:
+    """Gradient steps :meth:`OneDCEngine.compress` takes on one *height* x *width*
+    picture (what a progress bar counts to): refinement's, then the residual layer's."""
+    n = 0
+    if refine is not None and refine.steps:
+        from onedc_media.model.refine import refine_steps
+
+        n += refine_steps(height, width, refine)
+    if residual is not None:
+        from onedc_media.model.residual import residual_steps
+
+        n += residual_steps(height, width, residual)
+    return n
+
+
+def _blend_tiles(rows: int, cols: int, tile: int, overlap: int, align: int, scale: int,
+                 piece: Callable[[int, int, int, int], Tensor]) -> Tensor:
+    """Cover a *rows* x *cols* grid with tiles (:func:`tile_spans`); ``piece(r0, r1, c0, c1)``
+    computes one tile's output, *scale* times the grid's resolution; overlaps are blended
+    with linear ramps."""
+    out = weight = None
+    for r0, r1 in tile_spans(rows, tile, overlap, align):
+        for c0, c1 in tile_spans(cols, tile, overlap, align):
+            part = piece(r0, r1, c0, c1)
+            if out is None:
+                out = part.new_zeros(part.shape[0], part.shape[1], rows * scale, cols * scale)
+                weight = part.new_zeros(1, 1, rows * scale, cols * scale)
+            wr = _ramp((r1 - r0) * scale, overlap * scale, r0 > 0, r1 < rows, part.device)
+            wc = _ramp((c1 - c0) * scale, overlap * scale, c0 > 0, c1 < cols, part.device)
+            w = (wr[:, None] * wc[None, :])[None, None].to(part.dtype)
+            out[..., r0 * scale : r1 * scale, c0 * scale : c1 * scale] += part * w
+            weight[..., r0 * scale : r1 * scale, c0 * scale : c1 * scale] += w
+    return out / weight.clamp_min(1e-6)
 
 
 def _ramp(n: int, ov: int, start: bool, end: bool, device: torch.device) -> Tensor:

@@ -320,13 +320,15 @@ class CudaSynthesizer:
                     e = self.engine
                     y = y.to(e.dtype)
                     z = z.to(e.dtype)
-                    if self.amp_dtype is not None:
-                        with torch.autocast(
-                            "cuda", dtype=self.amp_dtype, cache_enabled=not self.graphs
-                        ):
+                    with torch.autocast(
+                        "cuda", dtype=self.amp_dtype or torch.float16,
+                        enabled=self.amp_dtype is not None, cache_enabled=not self.graphs,
+                    ):
+                        if getattr(items[0], "residual", None) is None:
                             x = e._synthesize_tiled(y, z)
-                    else:
-                        x = e._synthesize_tiled(y, z)
+                        else:  # the residual layer (shape_key keeps layered pictures apart)
+                            r = torch.stack([it.residual for it in items]).to(self.dev, e.dtype)
+                            x = e._vae_tiled(e._latent_tiled(y, z) + r)
                     # the engine's conversion (engine.synthesize), on the device
                     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
                     x = x.permute(0, 2, 3, 1).contiguous()

@@ -74,19 +74,24 @@ class OneDCEncoder(Encoder):
         self.params = {"quality": q}
         steps = int(options.get("refine") or 0)
         from onedc_media.model.refine import RefineConfig
+        from onedc_media.model.residual import enhance_config
 
         self.refine = RefineConfig(steps=steps) if steps else None
+        level = int(options.get("enhance") or 0)
+        point = self.engine.model.config.rate_points[self.q]
+        self.residual = enhance_config(level, float(point["lmbda"])) if level else None
 
     def encode(self, frames: Sequence[np.ndarray]) -> list[bytes]:
         frames = check_frames(frames)
         report = self.progress
-        if self.refine is None or report is None:
-            return self.engine.compress(frames, self.q, refine=self.refine)
-        from onedc_media.model.refine import refine_steps
+        if (self.refine is None and self.residual is None) or report is None:
+            return self.engine.compress(frames, self.q, refine=self.refine, residual=self.residual)
+        from onedc_media.model.engine import encode_steps
 
-        total = sum(refine_steps(f.shape[0], f.shape[1], self.refine) for f in frames)
+        total = sum(encode_steps(f.shape[0], f.shape[1], self.refine, self.residual) for f in frames)
         report(0, total)
-        return self.engine.compress(frames, self.q, refine=self.refine, progress=lambda n: report(n, total))
+        return self.engine.compress(frames, self.q, refine=self.refine, residual=self.residual,
+                                    progress=lambda n: report(n, total))
 
 
 class OneDCDecoder(Decoder):
