@@ -68,20 +68,22 @@ def interp_at(curve: list[dict], bpp: float, key: str) -> float | None:
     return float(np.interp(math.log(bpp), xs, ys))
 
 
-def rd_markdown(summary: dict, images: str, refine: int = 0) -> str:
+def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: int = 0) -> str:
     curves = summary["curves"]
     lines = [(
         f"Measured with `onedc-media eval {images}` on {len(summary['images'])} held-out photos "
-        "(never used in training). bpp = bytes of the codec's packet x 8 / pixels (its own "
-        "headers included); `.odc bpp` counts a whole single-picture `.odc` file. Classic codecs "
+        "(never used in training). bpp = bytes of the codec's packet x 8 / pixels (its own headers "
+        "included); `.odc bpp` counts a whole single-picture `.odc` file. Classic codecs "
         "are interpolated (log-rate) to OneDC's bpp on their measured curves; `-` = that codec "
         "cannot reach the rate."
     )]
-    def onedc_label(refined: bool) -> str | None:
+    def onedc_label(refined: bool, enhanced: bool = False) -> str | None:
         return next((lab for lab in curves if (lab == "onedc" or lab.startswith("onedc["))
-                     and (f"refine={refine}" in lab) == refined), None)
+                     and (f"refine={refine}" in lab) == refined
+                     and (f"enhance={enhance}" in lab if enhanced else "enhance=" not in lab)), None)
 
     plain, refined = onedc_label(False), onedc_label(True) if refine else None
+    layered = onedc_label(bool(refine), True) if enhance else None
     if plain:
         lines += onedc_table(curves, plain, "The plain encoder (the default: one analysis pass):")
     if refined:
@@ -89,6 +91,11 @@ def rd_markdown(summary: dict, images: str, refine: int = 0) -> str:
             curves, refined,
             f"With the refining encoder (`--opt refine={refine}`: {refine} gradient steps per picture "
             "fit the latents to the decoder; the same weights decode it):")
+    if layered:
+        lines += onedc_table(
+            curves, layered,
+            f"With the latent residual layer on top (`--opt refine={refine} --opt enhance={enhance}`: "
+            "integer corrections to the VAE decoder's latent, coded after the rate point's own bits):")
     return "\n".join(lines + classic_markdown(summary))
 
 
@@ -191,6 +198,11 @@ def main(argv: list[str] | None = None) -> int:
                     help="training run folders summarised in the card (missing ones are skipped)")
     ap.add_argument("--refine", type=int, default=30,
                     help="also measure the refining encoder with this many steps (0: do not)")
+    ap.add_argument("--enhance", type=int, default=1,
+                    help="also measure this level of the latent residual layer, with the refining "
+                    "encoder, at --enhance-qualities (0: do not)")
+    ap.add_argument("--enhance-qualities", default="4,5,6",
+                    help="rate points measured with the residual layer (default 4,5,6)")
     args = ap.parse_args(argv)
     out = Path(args.out)
     drop_stale_onedc_rows(out, model_sha(args.model))
@@ -202,6 +214,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.refine:  # a second OneDC curve in the same results (eval keys curves by label);
         # first, because the last run's report covers every curve of the codecs it names
         run_eval("onedc", *model_opts, "--opt", f"onedc:refine={args.refine}")
+    if args.enhance:
+        refined = ["--opt", f"onedc:refine={args.refine}"] if args.refine else []
+        run_eval("onedc", *model_opts, *refined, "--opt", f"onedc:enhance={args.enhance}",
+                 "-q", f"onedc={args.enhance_qualities}")
     run_eval("onedc," + ",".join(CLASSIC), *model_opts)
     summary = json.loads((out / "summary.json").read_text())
     images_dir = REPO / "docs" / "images"
@@ -211,7 +227,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(out / "sheet.png", images_dir / "sheet-onedc-tiny.png")
     card = Path(args.card)
     text = card.read_text() if card.exists() else ""
-    text = replace_block(text, "rd", rd_markdown(summary, args.images, args.refine), "Rate-distortion")
+    text = replace_block(text, "rd", rd_markdown(summary, args.images, args.refine, args.enhance), "Rate-distortion")
     text = replace_block(text, "training", training_markdown([r for r in args.runs.split(",") if r]),
                          "Training")
     card.write_text(text)
