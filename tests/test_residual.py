@@ -64,6 +64,39 @@ def test_layer_buys_quality_with_bits_and_decodes_as_encoded(engine, crop):
     assert np.array_equal(engine.synthesize([dec])[0], engine.decompress([base])[0])
 
 
+def test_decoder_adds_what_the_encoder_fitted(engine, crop):
+    """The fitted symbols survive the chunk exactly; ``compress`` is that path, repeatably."""
+    from onedc_media.model.onedc import pad_to_multiple
+    from onedc_media.model.residual import STEP_DENOMINATOR, fit_residual, pack_residual
+
+    q, cfg = 3, _cfg()
+    enc = engine.analyse([crop])[0]
+    _, plain = engine.entropy_encode(enc, q, reconstruct=True)
+    with torch.no_grad():
+        base = engine.base_latent(plain)
+    x = pad_to_multiple(engine._to_tensor([crop]))
+    sym = fit_residual(engine.model, x, base, *crop.shape[:2], cfg)
+    assert sym.dtype == torch.int64 and sym.abs().sum() > 0
+    chunk = pack_residual(sym, cfg.step_code, engine.coder, engine.parsing.freqs.numpy())
+    payload, rec = engine.entropy_encode(enc, q, residual=chunk, reconstruct=True)
+    dec = engine.entropy_decode(payload)
+    assert torch.equal(dec.residual, rec.residual)
+    assert torch.equal(dec.residual, sym.float() * (cfg.step_code / STEP_DENOMINATOR))
+    assert payload == engine.compress([crop], q, residual=cfg)[0] == engine.compress([crop], q, residual=cfg)[0]
+
+
+def test_a_float16_engine_fits_a_sane_layer(crop):
+    """The search runs in float32 whatever the decoder's precision (in float16, Adam's
+    epsilon underflows and masked entries became 0/0: every symbol -255)."""
+    from onedc_media.model.engine import OneDCEngine
+
+    eng = OneDCEngine.from_pretrained("onedc-tiny", dtype=torch.float16)
+    img = crop[:128, :128].copy()
+    dec = eng.entropy_decode(eng.compress([img], 3, residual=_cfg(steps=8, lmbda=0.03))[0])
+    e = dec.residual / 0.06
+    assert e.abs().max() < 50 and e.abs().sum() > 0
+
+
 def test_lower_lambda_spends_more_bits_for_more_quality(engine, crop):
     q = 3
     cheap = engine.compress([crop], q, residual=_cfg(lmbda=0.3))[0]
@@ -81,6 +114,11 @@ def test_with_refinement_and_in_tiles(crop):
     img = read_image(DATA / "chelsea.png")  # 200 x 301: pads to 256 x 320, two tiles wide
     base = eng.compress([img], 3, refine=RefineConfig(steps=2))[0]
     enhanced = eng.compress([img], 3, refine=RefineConfig(steps=2), residual=_cfg(window=128))[0]
+    decoded = eng.entropy_decode(enhanced)
+    with torch.no_grad():  # the blend is in effect: the encoder fitted the tiled latent
+        tiled = eng.base_latent(decoded)
+        whole = eng.model.synthesize_latent(decoded.y_hat[None], decoded.z_int[None].float())[0]
+    assert tiled.shape == whole.shape and not torch.allclose(tiled, whole, atol=1e-4)
     out = eng.decompress([enhanced])[0]
     assert out.shape == img.shape
     assert _psnr(out, img) > _psnr(eng.decompress([base])[0], img) + 0.3
@@ -119,6 +157,7 @@ def test_chunk_round_trip_is_exact(engine):
         (lambda b: b"\0\0" + b[2:], "step is zero"),
         (lambda b: b[:2] + b"\x40" + b[3:], "table index out of range"),
         (lambda b: b[:-4], "entropy"),
+        (lambda b: b + b"\x01", "multiple of 4"),
         (lambda b: b[:2] + b"\xff" * 16 + b[18:], "no coded channel"),
     ],
 )

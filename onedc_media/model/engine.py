@@ -294,7 +294,7 @@ class OneDCEngine:
         With ``reconstruct=True`` also return what a decoder will entropy-decode (the
         encoder computes it anyway), so callers can synthesise without decoding.
         ``residual`` is a residual-layer chunk (:func:`~onedc_media.model.residual.pack_residual`)
-        to carry; the reconstruction then leaves it out.
+        to carry (the reconstruction carries it too).
         """
         if not 0 <= q < self.num_rates:
             raise ValueError(f"rate point {q} out of range 0..{self.num_rates - 1}")
@@ -320,7 +320,12 @@ class OneDCEngine:
         if not reconstruct:
             return payload
         y_hat = (y_ug / 2**frac).float()
-        return payload, DecodedLatents(y_hat, z_int[0], q, enc.width, enc.height)
+        layer = None
+        if residual is not None:
+            from onedc_media.model.residual import unpack_residual
+
+            layer = unpack_residual(bytes(residual), self.coder, self.model.config.latent_channels, 2 * Hy, 2 * Wy)
+        return payload, DecodedLatents(y_hat, z_int[0], q, enc.width, enc.height, residual=layer)
 
     def z_int(self, z_idx: Tensor) -> Tensor:
         """FSQ indices [Cz, h, w] -> symmetric integers [1, Cz, h, w] (int64)."""
@@ -478,7 +483,8 @@ class OneDCEngine:
             return m.synthesize_latent(y, z)[0]
         # 8 y cells = 16 latent samples of overlap, blended linearly
         return _blend_tiles(Hy, Wy, ty, 8, 4, 2, lambda r0, r1, c0, c1: m.synthesize_latent(
-            y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)])[0])
+            y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)])[0].float()
+        ).to(y.dtype)  # blended in float32, like the pixels
 
     def _vae_tiled(self, latent: Tensor, vae_batch: int | None = None) -> Tensor:
         """VAE-decode latents [B, C, h, w], in tiles blended in pixels for large pictures."""

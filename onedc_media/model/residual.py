@@ -21,7 +21,9 @@ Chunk layout (the last chunk of a picture whose header flag says it has one)::
     offset  size  field
     0       2     step code s (u16 LE, >= 1): step = s / 4096
     2       C     table index per latent channel (u8; 255 = the channel is all zero)
-    2+C     ...   rANS words (u32 LE): the coded channels' symbols, channel-major, raster order
+    2+C     ...   rANS words (u32 LE) of the coded channels' symbols: grouped by table index,
+                  lowest first; within a table, channel by channel, each in raster order
+                  (the coder's order for ``y``). No coded channel: no words.
 """
 
 from __future__ import annotations
@@ -133,7 +135,8 @@ def _gaussian_bits(r: Tensor, log_scale: Tensor) -> Tensor:
 
 def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, config: ResidualConfig,
                  progress: Callable[[int], None] | None = None) -> Tensor:
-    """The residual symbols for one picture: int64 [C, h, w], clamped to the tables' support.
+    """The residual symbols for one picture: int64 [C, h, w] (:func:`pack_residual` clamps
+    them to the tables' support).
 
     :param model: the :class:`~onedc_media.model.onedc.OneDCModel` (its VAE decoder is used).
     :param image: the padded picture in [-1, 1], [1, 3, H, W] on the model's device.
@@ -148,10 +151,15 @@ def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, co
     autocast = bf16_native(dev) if config.autocast is None else bool(config.autocast)
     autocast = autocast and image.dtype == torch.float32 and dev.type in ("cpu", "cuda")
     model.requires_grad_(False)
-    base = base.detach()
+    wdtype = image.dtype  # the decoder's; the search itself runs in float32 (Adam's eps
+    # underflows in float16, and masked entries would become 0/0)
+    base = base.detach().float()
+    image = image.float()
     _, C, Hl, Wl = base.shape
     r = torch.zeros_like(base)  # the working copy, in bins
-    gen = torch.Generator(device=dev).manual_seed(0)  # the rate proxy's noise: same file every run
+    # the rate proxy's noise: the same file every run on a CPU (CUDA backward passes may
+    # round differently from run to run)
+    gen = torch.Generator(device=dev).manual_seed(0)
     halo, win = config.halo // _CELL, config.window // _CELL
     ih, iw = -(-height // _CELL), -(-width // _CELL)
     done = 0
@@ -176,7 +184,7 @@ def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, co
                     noise = torch.rand(w.shape, generator=gen, device=dev, dtype=w.dtype) - 0.5
                     bits = (_gaussian_bits(w + noise, log_scale) * keep).sum()
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-                        x_hat = model.vae.decode(b + step * wq)
+                        x_hat = model.vae.decode((b + step * wq).to(wdtype))
                     d = (x_hat.to(x.dtype).clamp(-1, 1) - x) * pix
                     loss = (4 * d.square().sum() + d.abs().sum()) / (n_pix * x.shape[1]) \
                         + config.lmbda * bits / n_pix
@@ -189,7 +197,7 @@ def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, co
                         progress(done)
                 k = keep.bool().expand_as(w)
                 r[..., R0:R1, C0:C1] = torch.where(k, w.detach(), r[..., R0:R1, C0:C1])
-    e = torch.sign(r) * torch.floor(r.abs() + 0.5)
+    e = torch.round(r)  # as the search rounded
     return e[0].to(torch.int64).cpu()
 
 
