@@ -32,9 +32,9 @@ ONEDC = CodecInfo(
                     min=0, max=1000),
         CodecOption("enhance", "int", 0, "latent residual layer: integer corrections to the "
                     "latent the decoder's VAE receives, coded after the rate point (0 = off; 1..3 "
-                    "spend more bits for more quality; 1 with refine=30 at -q 4..5 is the "
-                    "efficient range, see the model card; about 40 s per megapixel more on 2 CPU "
-                    "cores). Readers older than the layer refuse such files", min=0, max=3),
+                    "spend more bits for more quality; with refine=30, 1 at -q 4..5 and 2 at -q 5 "
+                    "were the efficient points, see the model card; about 40 s per megapixel more "
+                    "on 2 CPU cores). Readers older than the layer refuse such files", min=0, max=3),
     ),
     capabilities=Capabilities(batch=True, cuda=True, lossless=False),
 )
