@@ -66,7 +66,7 @@ def main(argv: list[str] | None = None) -> int:
                     (f"{s}/{lam}", ResidualConfig(step=s, lmbda=lam, steps=args.steps)) for s, lam in grid
                 ]:
                     t0 = time.perf_counter()
-                    packet = engine._encode_one(image, enc, q, None, cfg, None)
+                    packet = engine.encode_picture(image, enc, q, residual=cfg)
                     seconds = time.perf_counter() - t0
                     rec = engine.decompress([packet])[0]
                     row = {"image": path.name, "q": q + 1, "setting": label, "bytes": len(packet),

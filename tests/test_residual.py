@@ -66,6 +66,7 @@ def test_layer_buys_quality_with_bits_and_decodes_as_encoded(engine, crop):
 
 def test_decoder_adds_what_the_encoder_fitted(engine, crop):
     """The fitted symbols survive the chunk exactly; ``compress`` is that path, repeatably."""
+    from onedc_media.model.bitstream import add_residual
     from onedc_media.model.onedc import pad_to_multiple
     from onedc_media.model.residual import STEP_DENOMINATOR, fit_residual, pack_residual
 
@@ -78,10 +79,11 @@ def test_decoder_adds_what_the_encoder_fitted(engine, crop):
     sym = fit_residual(engine.model, x, base, *crop.shape[:2], cfg)
     assert sym.dtype == torch.int64 and sym.abs().sum() > 0
     chunk = pack_residual(sym, cfg.step_code, engine.coder, engine.parsing.freqs.numpy())
-    payload, rec = engine.entropy_encode(enc, q, residual=chunk, reconstruct=True)
+    payload = add_residual(engine.entropy_encode(enc, q), chunk, num_rates=engine.num_rates)
     dec = engine.entropy_decode(payload)
-    assert torch.equal(dec.residual, rec.residual)
     assert torch.equal(dec.residual, sym.float() * (cfg.step_code / STEP_DENOMINATOR))
+    with pytest.raises(ValueError, match="already"):
+        add_residual(payload, chunk, num_rates=engine.num_rates)
     assert payload == engine.compress([crop], q, residual=cfg)[0] == engine.compress([crop], q, residual=cfg)[0]
 
 

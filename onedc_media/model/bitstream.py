@@ -29,6 +29,7 @@ layer; pictures without it are byte-identical to those written before the flag e
 
 from __future__ import annotations
 
+import dataclasses
 import struct
 from dataclasses import dataclass
 
@@ -37,7 +38,8 @@ import google_crc32c
 from onedc_media.codec.contract import MAX_FRAME_PIXELS, MAX_FRAME_SIDE
 from onedc_media.errors import BitstreamError, ChecksumError, LimitExceededError, TruncatedError
 
-__all__ = ["FLAG_RESIDUAL", "PictureHeader", "pack_picture", "unpack_picture", "MAGIC", "VERSION", "band_count"]
+__all__ = ["FLAG_RESIDUAL", "PictureHeader", "add_residual", "pack_picture", "unpack_picture", "MAGIC", "VERSION",
+           "band_count"]
 
 MAGIC = b"ODCP"
 VERSION = 1
@@ -81,6 +83,15 @@ def pack_picture(header: PictureHeader, chunks: list[bytes]) -> bytes:
     table = b"".join(_ENTRY.pack(len(c), crc32c(c)) for c in chunks)
     head = fixed + table
     return head + _CRC.pack(crc32c(head)) + b"".join(chunks)
+
+
+def add_residual(payload: bytes, chunk: bytes, *, num_rates: int) -> bytes:
+    """*payload* (a picture without the layer) with the residual-layer *chunk* appended and
+    its flag set: the ``y`` chunks are kept as coded."""
+    header, chunks = unpack_picture(payload, num_rates=num_rates)
+    if header.residual:
+        raise ValueError("the picture already carries a residual layer")
+    return pack_picture(dataclasses.replace(header, residual=True), [*chunks, bytes(chunk)])
 
 
 def unpack_picture(data: bytes, *, num_rates: int, z_chunk_bytes: int | None = None

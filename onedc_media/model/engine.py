@@ -35,7 +35,7 @@ from onedc_media.entropy.coder import CODER_ID, TableCoder
 from onedc_media.entropy.fsq import bits_per_token, pack_tokens, unpack_tokens
 from onedc_media.entropy.parsing import IntParsing, ParsingConfig, stage_positions
 from onedc_media.errors import BitstreamError, ModelError, ModelMismatchError
-from onedc_media.model.bitstream import PictureHeader, band_count, pack_picture, unpack_picture
+from onedc_media.model.bitstream import PictureHeader, add_residual, band_count, pack_picture, unpack_picture
 
 if TYPE_CHECKING:
     from onedc_media.model.refine import RefineConfig
@@ -287,14 +287,12 @@ class OneDCEngine:
         z_idx, _ = m.fsq(m.hyper_encoder(y, sem))
         return y, z_idx
 
-    def entropy_encode(self, enc: EncodedLatents, q: int, *, reconstruct: bool = False,
-                       residual: bytes | None = None) -> bytes | tuple[bytes, DecodedLatents]:
+    def entropy_encode(self, enc: EncodedLatents, q: int, *, reconstruct: bool = False
+                       ) -> bytes | tuple[bytes, DecodedLatents]:
         """Integer parsing + rANS for one picture (CPU, exact).
 
         With ``reconstruct=True`` also return what a decoder will entropy-decode (the
         encoder computes it anyway), so callers can synthesise without decoding.
-        ``residual`` is a residual-layer chunk (:func:`~onedc_media.model.residual.pack_residual`)
-        to carry (the reconstruction carries it too).
         """
         if not 0 <= q < self.num_rates:
             raise ValueError(f"rate point {q} out of range 0..{self.num_rates - 1}")
@@ -312,20 +310,12 @@ class OneDCEngine:
             for b in range(nb):
                 sel = (rows >= b * self.band_rows) & (rows < (b + 1) * self.band_rows)
                 chunks.append(self.coder.encode(sym_i[:, sel], idx[:, sel]))
-        if residual is not None:
-            chunks.append(bytes(residual))
-        header = PictureHeader(q=q, width=enc.width, height=enc.height, band_rows=self.band_rows,
-                               residual=residual is not None)
+        header = PictureHeader(q=q, width=enc.width, height=enc.height, band_rows=self.band_rows)
         payload = pack_picture(header, chunks)
         if not reconstruct:
             return payload
         y_hat = (y_ug / 2**frac).float()
-        layer = None
-        if residual is not None:
-            from onedc_media.model.residual import unpack_residual
-
-            layer = unpack_residual(bytes(residual), self.coder, self.model.config.latent_channels, 2 * Hy, 2 * Wy)
-        return payload, DecodedLatents(y_hat, z_int[0], q, enc.width, enc.height, residual=layer)
+        return payload, DecodedLatents(y_hat, z_int[0], q, enc.width, enc.height)
 
     def z_int(self, z_idx: Tensor) -> Tensor:
         """FSQ indices [Cz, h, w] -> symmetric integers [1, Cz, h, w] (int64)."""
@@ -353,12 +343,15 @@ class OneDCEngine:
         done, out = 0, []
         for im, e in zip(images, encs):
             step = None if progress is None else (lambda n, base=done: progress(base + n))
-            out.append(self._encode_one(im, e, q, refine, residual, step))
+            out.append(self.encode_picture(im, e, q, refine=refine, residual=residual, progress=step))
             done += encode_steps(e.height, e.width, refine, residual)
         return out
 
-    def _encode_one(self, image: np.ndarray, enc: EncodedLatents, q: int, refine: RefineConfig | None,
-                    residual: ResidualConfig | None, progress: Callable[[int], None] | None) -> bytes:
+    def encode_picture(self, image: np.ndarray, enc: EncodedLatents, q: int, *,
+                       refine: RefineConfig | None = None, residual: ResidualConfig | None = None,
+                       progress: Callable[[int], None] | None = None) -> bytes:
+        """One picture's packet from its analysed latents *enc* (what :meth:`compress` does
+        per picture; benchmarks that reuse one analysis or refinement call it directly)."""
         n_refine = 0
         if refine is not None and refine.steps:
             from onedc_media.model.refine import refine_latents, refine_steps
@@ -370,14 +363,14 @@ class OneDCEngine:
         from onedc_media.model.onedc import pad_to_multiple
         from onedc_media.model.residual import fit_residual, pack_residual
 
-        _, decoded = self.entropy_encode(enc, q, reconstruct=True)
+        payload, decoded = self.entropy_encode(enc, q, reconstruct=True)
         with torch.no_grad():
             base = self.base_latent(decoded)
         x = pad_to_multiple(self._to_tensor([image])).to(self.device, self.dtype)
         later = None if progress is None else (lambda n: progress(n_refine + n))
         sym = fit_residual(self.model, x, base, enc.height, enc.width, residual, later)
         chunk = pack_residual(sym, residual.step_code, self.coder, self.parsing.freqs.numpy())
-        return self.entropy_encode(enc, q, residual=chunk)
+        return add_residual(payload, chunk, num_rates=self.num_rates)
 
     def base_latent(self, item: DecodedLatents) -> Tensor:
         """The latent a decoder computes for *item* before any residual layer, [1, C, H/8, W/8]."""

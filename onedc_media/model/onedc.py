@@ -39,7 +39,7 @@ from onedc_media.model.networks import (
 )
 from onedc_media.model.vae import LatentVAE, load_unet
 
-__all__ = ["PAD_MULTIPLE", "OneDCModel", "OneDCOutput"]
+__all__ = ["PAD_MULTIPLE", "OneDCModel", "OneDCOutput", "zero_mean_bits"]
 
 #: Pictures are padded to a multiple of this (z is at 1/64).
 PAD_MULTIPLE = 64
@@ -289,6 +289,13 @@ def gaussian_bits(y: Tensor, mu: Tensor, log_scale: Tensor, bounds: tuple[float,
 
 def _std_cdf(x: Tensor) -> Tensor:
     return 0.5 * torch.erfc(-x * (2**-0.5))
+
+
+def zero_mean_bits(a: Tensor, scale: Tensor) -> Tensor:
+    """-log2 of a zero-mean discretised Gaussian of *scale* at ``|value|`` *a* (floored like
+    :func:`gaussian_bits`): the encoders' rate terms (refinement, the residual layer)."""
+    like = _std_cdf((0.5 - a) / scale) - _std_cdf((-0.5 - a) / scale)
+    return -torch.log2(like.clamp_min(1e-9))
 
 
 def pad_to_multiple(x: Tensor, multiple: int = PAD_MULTIPLE) -> Tensor:

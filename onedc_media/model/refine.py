@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from onedc_media.entropy.fixedpoint import round_ste
+from onedc_media.model.onedc import zero_mean_bits
 
 __all__ = ["RATE_SCALE", "RefineConfig", "bf16_native", "refine_latents", "refine_steps"]
 
@@ -194,8 +195,8 @@ class _Refiner:
                 mu, sc = self._gaussians(h, y.detach())
             v = y - mu
             vh = round_ste(v)
-            smooth = _bits(v.abs(), sc)
-            bits = _bits(vh.detach().abs(), sc) + smooth - smooth.detach()
+            smooth = zero_mean_bits(v.abs(), sc)
+            bits = zero_mean_bits(vh.detach().abs(), sc) + smooth - smooth.detach()
             bpp = (bits * keep).sum() / n_pix
             y_hat = ((vh + mu) * self.inv_gain)[None].to(x.device, x.dtype)
             with torch.autocast(x.device.type, dtype=torch.bfloat16, enabled=self.autocast):
@@ -212,11 +213,3 @@ class _Refiner:
             if self.progress is not None:
                 self.progress(self.done)
         return torch.where(keep, y.detach(), y0)
-
-
-def _bits(a: Tensor, scale: Tensor) -> Tensor:
-    """-log2 of a zero-mean discretised Gaussian at |value| *a* (floored like training's)."""
-    from onedc_media.model.onedc import _std_cdf
-
-    like = _std_cdf((0.5 - a) / scale) - _std_cdf((-0.5 - a) / scale)
-    return -torch.log2(like.clamp_min(1e-9))

@@ -58,6 +58,15 @@ _STEP = struct.Struct("<H")
 _CELL = 8  # pixels per latent sample
 
 
+#: ``--opt enhance=N``: the layer's rate weight as a fraction of the rate point's own
+#: (``RATE_SCALE * lmbda_q``, what refinement and training use), so ``-q`` still orders
+#: the layered pictures. Chosen on held-out photos (model card): 0.4 with the step below
+#: gave the most dB per added bit of the settings tried; lower spends more.
+ENHANCE_LEVELS: dict[int, float] = {1: 0.4, 2: 0.2, 3: 0.1}
+#: The residual step of the ``enhance`` levels (0.1 and 0.2 measured about as efficient).
+ENHANCE_STEP = 0.15
+
+
 @dataclass(frozen=True)
 class ResidualConfig:
     """How the encoder fits the residual layer.
@@ -73,8 +82,8 @@ class ResidualConfig:
         bfloat16 in hardware; see :func:`~onedc_media.model.refine.bf16_native`).
     """
 
-    step: float = 0.06
-    lmbda: float = 0.1
+    step: float = ENHANCE_STEP
+    lmbda: float = 0.1  #: ``enhance=1`` at a rate point of ``lmbda`` 1 (onedc-tiny's q6)
     steps: int = 60
     lr: float = 0.05
     window: int = 512
@@ -93,15 +102,6 @@ class ResidualConfig:
     def step_code(self) -> int:
         """What the bitstream stores; the encoder fits with ``step_code / STEP_DENOMINATOR``."""
         return round(self.step * STEP_DENOMINATOR)
-
-
-#: ``--opt enhance=N``: the layer's rate weight as a fraction of the rate point's own
-#: (``RATE_SCALE * lmbda_q``, what refinement and training use), so ``-q`` still orders
-#: the layered pictures. Chosen on held-out photos (model card): 0.4 with the step below
-#: gave the most dB per added bit of the settings tried; lower spends more.
-ENHANCE_LEVELS: dict[int, float] = {1: 0.4, 2: 0.2, 3: 0.1}
-#: The residual step of the ``enhance`` levels (0.1 and 0.2 measured about as efficient).
-ENHANCE_STEP = 0.15
 
 
 def enhance_config(level: int, point_lmbda: float) -> ResidualConfig:
@@ -124,15 +124,6 @@ def residual_steps(height: int, width: int, config: ResidualConfig) -> int:
     return config.steps * len(_spans(-(-height // _CELL), win)) * len(_spans(-(-width // _CELL), win))
 
 
-def _gaussian_bits(r: Tensor, log_scale: Tensor) -> Tensor:
-    """Bits of ``r`` under zero-mean discretised Gaussians, one scale per channel."""
-    from torch.special import ndtr
-
-    s = torch.exp(log_scale).view(1, -1, 1, 1)
-    v = r.abs()
-    return -torch.log2((ndtr((0.5 - v) / s) - ndtr((-0.5 - v) / s)).clamp_min(1e-9))
-
-
 def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, config: ResidualConfig,
                  progress: Callable[[int], None] | None = None) -> Tensor:
     """The residual symbols for one picture: int64 [C, h, w] (:func:`pack_residual` clamps
@@ -144,6 +135,7 @@ def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, co
     :param height: rows of picture pixels (the rest is padding, which does not count).
     :param width: columns of picture pixels.
     """
+    from onedc_media.model.onedc import zero_mean_bits
     from onedc_media.model.refine import bf16_native
 
     step = config.step_code / STEP_DENOMINATOR
@@ -182,7 +174,7 @@ def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, co
                 for _ in range(config.steps):
                     wq = w + (w.round() - w).detach()
                     noise = torch.rand(w.shape, generator=gen, device=dev, dtype=w.dtype) - 0.5
-                    bits = (_gaussian_bits(w + noise, log_scale) * keep).sum()
+                    bits = (zero_mean_bits((w + noise).abs(), log_scale.exp().view(1, -1, 1, 1)) * keep).sum()
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
                         x_hat = model.vae.decode((b + step * wq).to(wdtype))
                     d = (x_hat.to(x.dtype).clamp(-1, 1) - x) * pix

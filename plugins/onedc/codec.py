@@ -82,13 +82,13 @@ class OneDCEncoder(Encoder):
         self.residual = enhance_config(level, float(point["lmbda"])) if level else None
 
     def encode(self, frames: Sequence[np.ndarray]) -> list[bytes]:
-        frames = check_frames(frames)
-        report = self.progress
-        if (self.refine is None and self.residual is None) or report is None:
-            return self.engine.compress(frames, self.q, refine=self.refine, residual=self.residual)
         from onedc_media.model.engine import encode_steps
 
+        frames = check_frames(frames)
+        report = self.progress
         total = sum(encode_steps(f.shape[0], f.shape[1], self.refine, self.residual) for f in frames)
+        if report is None or not total:  # plain encodes report nothing
+            return self.engine.compress(frames, self.q, refine=self.refine, residual=self.residual)
         report(0, total)
         return self.engine.compress(frames, self.q, refine=self.refine, residual=self.residual,
                                     progress=lambda n: report(n, total))
