@@ -38,8 +38,16 @@ import google_crc32c
 from onedc_media.codec.contract import MAX_FRAME_PIXELS, MAX_FRAME_SIDE
 from onedc_media.errors import BitstreamError, ChecksumError, LimitExceededError, TruncatedError
 
-__all__ = ["FLAG_RESIDUAL", "PictureHeader", "add_residual", "pack_picture", "unpack_picture", "MAGIC", "VERSION",
-           "band_count"]
+__all__ = [
+    "FLAG_RESIDUAL",
+    "MAGIC",
+    "VERSION",
+    "PictureHeader",
+    "add_residual",
+    "band_count",
+    "pack_picture",
+    "unpack_picture",
+]
 
 MAGIC = b"ODCP"
 VERSION = 1

@@ -35,13 +35,19 @@ from onedc_media.entropy.coder import CODER_ID, TableCoder
 from onedc_media.entropy.fsq import bits_per_token, pack_tokens, unpack_tokens
 from onedc_media.entropy.parsing import IntParsing, ParsingConfig, stage_positions
 from onedc_media.errors import BitstreamError, ModelError, ModelMismatchError
-from onedc_media.model.bitstream import PictureHeader, add_residual, band_count, pack_picture, unpack_picture
+from onedc_media.model.bitstream import (
+    PictureHeader,
+    add_residual,
+    band_count,
+    pack_picture,
+    unpack_picture,
+)
 
 if TYPE_CHECKING:
     from onedc_media.model.refine import RefineConfig
     from onedc_media.model.residual import ResidualConfig
 
-__all__ = ["OneDCEngine", "DecodedLatents", "EncodedLatents", "encode_steps", "tile_spans"]
+__all__ = ["DecodedLatents", "EncodedLatents", "OneDCEngine", "encode_steps", "tile_spans"]
 
 log = logging.getLogger(__name__)
 
@@ -139,10 +145,11 @@ class OneDCEngine:
     @classmethod
     def from_pretrained(cls, spec: str | os.PathLike = "onedc-tiny", **kwargs) -> OneDCEngine:
         """Load an exported model folder (or an embedded model by name)."""
-        from onedc_media.model.loading import embedded_model_dir
-        from onedc_media.model.onedc import OneDCModel
         from safetensors import safe_open
         from safetensors.torch import load_file
+
+        from onedc_media.model.loading import embedded_model_dir
+        from onedc_media.model.onedc import OneDCModel
 
         d = Path(spec)
         if not d.is_dir():
