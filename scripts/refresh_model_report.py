@@ -40,8 +40,21 @@ def model_sha(model: str) -> str:
     return _sha256_file(d / "model.safetensors") + _sha256_file(d / "parsing.safetensors")
 
 
-def drop_stale_onedc_rows(out: Path, sha: str) -> None:
-    stamp = out / "onedc-weights.sha256"
+def fine_sha(model: str) -> str:
+    """The fine decoder's SHA-256 ("none" without one): only layered pictures depend on it."""
+    from onedc_media.model.engine import _sha256_file
+    from onedc_media.model.fine_decoder import FINE_DECODER_FILE
+    from onedc_media.model.loading import embedded_model_dir
+
+    d = Path(model) if Path(model).is_dir() else embedded_model_dir(model)
+    return _sha256_file(d / FINE_DECODER_FILE) if (d / FINE_DECODER_FILE).exists() else "none"
+
+
+def drop_stale_onedc_rows(out: Path, sha: str, name: str = "onedc-weights.sha256",
+                          layered_only: bool = False) -> None:
+    """Forget OneDC rows measured with other weights (*layered_only*: only the rows of
+    pictures with the residual layer, the ones a fine decoder draws)."""
+    stamp = out / name
     results = out / "results.csv"
     if stamp.exists() and stamp.read_text().strip() == sha:
         return
@@ -49,7 +62,7 @@ def drop_stale_onedc_rows(out: Path, sha: str) -> None:
         with open(results, newline="") as fh:
             rows = list(csv.DictReader(fh))
             fields = list(rows[0]) if rows else []
-        keep = [r for r in rows if r["codec"] != "onedc"]
+        keep = [r for r in rows if r["codec"] != "onedc" or (layered_only and "enhance" not in r["options"])]
         with open(results, "w", newline="") as fh:
             w = csv.DictWriter(fh, fieldnames=fields)
             w.writeheader()
@@ -68,7 +81,7 @@ def interp_at(curve: list[dict], bpp: float, key: str) -> float | None:
     return float(np.interp(math.log(bpp), xs, ys))
 
 
-def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: int = 0) -> str:
+def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: tuple[int, ...] = ()) -> str:
     curves = summary["curves"]
     lines = [(
         f"Measured with `onedc-media eval {images}` on {len(summary['images'])} held-out photos "
@@ -77,13 +90,12 @@ def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: int = 0) -
         "are interpolated (log-rate) to OneDC's bpp on their measured curves; `-` = that codec "
         "cannot reach the rate."
     )]
-    def onedc_label(refined: bool, enhanced: bool = False) -> str | None:
+    def onedc_label(refined: bool, level: int = 0) -> str | None:
         return next((lab for lab in curves if (lab == "onedc" or lab.startswith("onedc["))
                      and (f"refine={refine}" in lab) == refined
-                     and (f"enhance={enhance}" in lab if enhanced else "enhance=" not in lab)), None)
+                     and (f"enhance={level}" in lab if level else "enhance=" not in lab)), None)
 
     plain, refined = onedc_label(False), onedc_label(True) if refine else None
-    layered = onedc_label(bool(refine), True) if enhance else None
     if plain:
         lines += onedc_table(curves, plain, "The plain encoder (the default: one analysis pass):")
     if refined:
@@ -91,11 +103,14 @@ def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: int = 0) -
             curves, refined,
             f"With the refining encoder (`--opt refine={refine}`: {refine} gradient steps per picture "
             "fit the latents to the decoder; the same weights decode it):")
-    if layered:
-        lines += onedc_table(
-            curves, layered,
-            f"With the latent residual layer on top (`--opt refine={refine} --opt enhance={enhance}`: "
-            "integer corrections to the VAE decoder's latent, coded after the rate point's own bits):")
+    for level in enhance:
+        layered = onedc_label(bool(refine), level)
+        if layered:
+            lines += onedc_table(
+                curves, layered,
+                f"With the latent residual layer on top (`--opt refine={refine} --opt enhance={level}`: "
+                "integer corrections to the VAE decoder's latent, coded after the rate point's own bits, "
+                "drawn by the fine decoder):")
     return "\n".join(lines + classic_markdown(summary))
 
 
@@ -198,14 +213,18 @@ def main(argv: list[str] | None = None) -> int:
                     help="training run folders summarised in the card (missing ones are skipped)")
     ap.add_argument("--refine", type=int, default=30,
                     help="also measure the refining encoder with this many steps (0: do not)")
-    ap.add_argument("--enhance", type=int, default=1,
+    ap.add_argument("--enhance", action="append", metavar="LEVEL:Q,...",
                     help="also measure this level of the latent residual layer, with the refining "
-                    "encoder, at --enhance-qualities (0: do not)")
-    ap.add_argument("--enhance-qualities", default="4,5,6",
-                    help="rate points measured with the residual layer (default 4,5,6)")
+                    "encoder, at these rate points (repeatable; default 1:5,6 and 2:5; 0: none)")
     args = ap.parse_args(argv)
+    levels: dict[int, str] = {}
+    for spec in args.enhance or ["1:5,6", "2:5"]:
+        level, _, qualities = spec.partition(":")
+        if int(level):
+            levels[int(level)] = qualities or "5"
     out = Path(args.out)
     drop_stale_onedc_rows(out, model_sha(args.model))
+    drop_stale_onedc_rows(out, fine_sha(args.model), "onedc-fine-decoder.sha256", layered_only=True)
     def run_eval(codecs: str, *opts: str) -> None:
         subprocess.run([sys.executable, "-m", "onedc_media.cli.main", "eval", args.images, "-o", str(out),
                         "--codecs", codecs, "--quiet", *opts], check=True)
@@ -214,10 +233,9 @@ def main(argv: list[str] | None = None) -> int:
     if args.refine:  # a second OneDC curve in the same results (eval keys curves by label);
         # first, because the last run's report covers every curve of the codecs it names
         run_eval("onedc", *model_opts, "--opt", f"onedc:refine={args.refine}")
-    if args.enhance:
+    for level, qualities in levels.items():
         refined = ["--opt", f"onedc:refine={args.refine}"] if args.refine else []
-        run_eval("onedc", *model_opts, *refined, "--opt", f"onedc:enhance={args.enhance}",
-                 "-q", f"onedc={args.enhance_qualities}")
+        run_eval("onedc", *model_opts, *refined, "--opt", f"onedc:enhance={level}", "-q", f"onedc={qualities}")
     run_eval("onedc," + ",".join(CLASSIC), *model_opts)
     summary = json.loads((out / "summary.json").read_text())
     images_dir = REPO / "docs" / "images"
@@ -227,7 +245,7 @@ def main(argv: list[str] | None = None) -> int:
         shutil.copy(out / "sheet.png", images_dir / "sheet-onedc-tiny.png")
     card = Path(args.card)
     text = card.read_text() if card.exists() else ""
-    text = replace_block(text, "rd", rd_markdown(summary, args.images, args.refine, args.enhance), "Rate-distortion")
+    text = replace_block(text, "rd", rd_markdown(summary, args.images, args.refine, tuple(levels)), "Rate-distortion")
     text = replace_block(text, "training", training_markdown([r for r in args.runs.split(",") if r]),
                          "Training")
     card.write_text(text)

@@ -76,7 +76,7 @@ def test_decoder_adds_what_the_encoder_fitted(engine, crop):
     with torch.no_grad():
         base = engine.base_latent(plain)
     x = pad_to_multiple(engine._to_tensor([crop]))
-    sym = fit_residual(engine.model, x, base, *crop.shape[:2], cfg)
+    sym = fit_residual(engine.model.vae.requires_grad_(False).decode, x, base, *crop.shape[:2], cfg)
     assert sym.dtype == torch.int64 and sym.abs().sum() > 0
     chunk = pack_residual(sym, cfg.step_code, engine.coder, engine.parsing.freqs.numpy())
     payload = add_residual(engine.entropy_encode(enc, q), chunk, num_rates=engine.num_rates)
@@ -182,8 +182,10 @@ def test_packets_with_a_bad_layer_or_unknown_flags_are_refused(engine, crop):
         engine.entropy_decode(_with_flags(plain, 0x01))
     with pytest.raises(OdcFormatError, match="too short"):
         engine.entropy_decode(pack_picture(flagged, chunks + [b"\x01"]))
-    with pytest.raises(OdcFormatError, match="unknown OneDC picture flags 0x2"):
+    with pytest.raises(OdcFormatError, match="names a fine decoder but has no residual layer"):
         engine.entropy_decode(_with_flags(plain, 0x02))
+    with pytest.raises(OdcFormatError, match="unknown OneDC picture flags 0x4"):
+        engine.entropy_decode(_with_flags(plain, 0x04))
     assert engine.entropy_decode(plain).residual is None
 
 
@@ -200,9 +202,62 @@ def _with_flags(packet: bytes, flags: int) -> bytes:
 def test_config_refuses_nonsense():
     from onedc_media.model.residual import ResidualConfig
 
-    for bad in ({"step": 0.0}, {"step": 20.0}, {"lmbda": -1}, {"steps": 0}, {"window": 100}):
+    for bad in ({"step": 0.0}, {"step": 20.0}, {"lmbda": -1}, {"steps": 0}, {"window": 100},
+                {"start": "middle"}):
         with pytest.raises(ValueError):
             ResidualConfig(**bad)
+
+
+def test_clean_start_is_the_vae_latent_in_tiles_too():
+    """The fit's starting point on a picture larger than the tile is the VAE encoder's
+    latent of the whole picture (the tiles keep interiors wider than its reach)."""
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.onedc import pad_to_multiple
+
+    tiled = OneDCEngine.from_pretrained("onedc-tiny", tile=256)
+    im = np.ascontiguousarray(np.tile(read_image(DATA / "astronaut.png"), (2, 2, 1))[:320, :448])
+    x = pad_to_multiple(tiled._to_tensor([im]))
+    with torch.no_grad():
+        got, want = tiled._clean_latent(x), tiled.model.vae.encode(x)
+    assert got.shape == want.shape == (1, 16, 40, 56)
+    torch.testing.assert_close(got, want, atol=1e-5, rtol=0)
+
+
+@pytest.mark.parametrize("tile", [256, 320])
+def test_tiled_analysis_covers_the_picture(tile):
+    """Every tile size keeps interiors that meet: the smallest (256) once left rows of y
+    at zero between its tiles."""
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.onedc import pad_to_multiple
+
+    whole = OneDCEngine.from_pretrained("onedc-tiny")
+    tiled = OneDCEngine.from_pretrained("onedc-tiny", tile=tile)
+    im = np.ascontiguousarray(np.tile(read_image(DATA / "astronaut.png"), (2, 2, 1))[:320, :448])
+    x = pad_to_multiple(whole._to_tensor([im]))
+    with torch.no_grad():
+        want, _ = whole._analyse_tiled(x)
+        got, _ = tiled._analyse_tiled(x)
+    torch.testing.assert_close(got, want, atol=1e-3, rtol=0)
+
+
+def test_the_fit_starts_where_it_is_told(engine, crop):
+    """One step from the clean latent lands near it; from the base, near the base."""
+    from onedc_media.model.onedc import pad_to_multiple
+    from onedc_media.model.residual import STEP_DENOMINATOR, fit_residual
+
+    cfg = _cfg(steps=1, lr=1e-4, lmbda=0.0)
+    enc = engine.analyse([crop])[0]
+    _, plain = engine.entropy_encode(enc, 3, reconstruct=True)
+    x = pad_to_multiple(engine._to_tensor([crop]))
+    with torch.no_grad():
+        base, clean = engine.base_latent(plain), engine.model.vae.encode(x)
+    decode = engine.model.vae.requires_grad_(False).decode
+    step = cfg.step_code / STEP_DENOMINATOR
+    from_clean = fit_residual(decode, x, base, *crop.shape[:2], cfg, start=clean)
+    from_base = fit_residual(decode, x, base, *crop.shape[:2], cfg)
+    assert not from_base.any()
+    want = torch.round(((clean - base) / step).clamp(-64, 64))[0].to(torch.int64)
+    assert (from_clean - want).abs().le(1).all() and from_clean.ne(0).float().mean() > 0.5
 
 
 def test_codec_option_writes_layered_packets(tmp_path, crop):

@@ -5,7 +5,9 @@ Layout (little-endian), version 1::
     offset  size  field
     0       4     magic b"ODCP"
     4       1     version (1)
-    5       1     flags: bit 0 = the picture carries a latent residual layer; others 0
+    5       1     flags: bit 0 = the picture carries a latent residual layer;
+                  bit 1 = the layer is drawn by the model's fine decoder (only with bit 0);
+                  others 0
     6       1     rate point q (0-based)
     7       1     band rows R of y per chunk (even, >= 2)
     8       4     width  (1 .. 65536)
@@ -25,6 +27,12 @@ With flag bit 0 one more chunk follows the ``y`` chunks: the latent residual lay
 (:mod:`~onedc_media.model.residual`). Readers that predate the flag refuse such a
 picture by its flags ("unknown OneDC picture flags") rather than decode it without the
 layer; pictures without it are byte-identical to those written before the flag existed.
+
+With flag bit 1 as well, the residual chunk starts with the 8-byte id of the *fine
+decoder* (the first 8 bytes of the SHA-256 of its weights file), the VAE decoder the
+layer was fitted through and that must draw it; the layer's own fields follow. Without
+bit 1 the layer is drawn by the model's VAE decoder (pictures written before bit 1
+existed). Readers without bit 1 refuse such pictures by their flags.
 """
 
 from __future__ import annotations
@@ -39,6 +47,8 @@ from onedc_media.codec.contract import MAX_FRAME_PIXELS, MAX_FRAME_SIDE
 from onedc_media.errors import BitstreamError, ChecksumError, LimitExceededError, TruncatedError
 
 __all__ = [
+    "FINE_ID_BYTES",
+    "FLAG_FINE_DECODER",
     "FLAG_RESIDUAL",
     "MAGIC",
     "VERSION",
@@ -53,6 +63,10 @@ MAGIC = b"ODCP"
 VERSION = 1
 #: Header flag: the last chunk is a latent residual layer.
 FLAG_RESIDUAL = 0x01
+#: Header flag: the residual layer is drawn by the fine decoder its chunk names.
+FLAG_FINE_DECODER = 0x02
+#: Bytes of the fine decoder's id at the start of the residual chunk (with FLAG_FINE_DECODER).
+FINE_ID_BYTES = 8
 _FIXED = struct.Struct("<4sBBBBIIH")
 _ENTRY = struct.Struct("<II")
 _CRC = struct.Struct("<I")
@@ -65,6 +79,11 @@ class PictureHeader:
     height: int
     band_rows: int
     residual: bool = False  #: the last chunk is a latent residual layer
+    fine_decoder: bool = False  #: the layer is drawn by the fine decoder the chunk names
+
+    def __post_init__(self) -> None:
+        if self.fine_decoder and not self.residual:
+            raise ValueError("fine_decoder needs a residual layer")
 
     @property
     def y_size(self) -> tuple[int, int]:
@@ -85,7 +104,7 @@ def crc32c(data: bytes) -> int:
 
 
 def pack_picture(header: PictureHeader, chunks: list[bytes]) -> bytes:
-    flags = FLAG_RESIDUAL if header.residual else 0
+    flags = (FLAG_RESIDUAL if header.residual else 0) | (FLAG_FINE_DECODER if header.fine_decoder else 0)
     fixed = _FIXED.pack(MAGIC, VERSION, flags, header.q, header.band_rows, header.width,
                         header.height, len(chunks))
     table = b"".join(_ENTRY.pack(len(c), crc32c(c)) for c in chunks)
@@ -93,13 +112,17 @@ def pack_picture(header: PictureHeader, chunks: list[bytes]) -> bytes:
     return head + _CRC.pack(crc32c(head)) + b"".join(chunks)
 
 
-def add_residual(payload: bytes, chunk: bytes, *, num_rates: int) -> bytes:
+def add_residual(payload: bytes, chunk: bytes, *, num_rates: int, fine_id: bytes | None = None) -> bytes:
     """*payload* (a picture without the layer) with the residual-layer *chunk* appended and
-    its flag set: the ``y`` chunks are kept as coded."""
+    its flag set: the ``y`` chunks are kept as coded. With *fine_id* (the fine decoder's
+    id, :data:`FINE_ID_BYTES` bytes) the layer is marked as drawn by that decoder."""
     header, chunks = unpack_picture(payload, num_rates=num_rates)
     if header.residual:
         raise ValueError("the picture already carries a residual layer")
-    return pack_picture(dataclasses.replace(header, residual=True), [*chunks, bytes(chunk)])
+    if fine_id is not None and len(fine_id) != FINE_ID_BYTES:
+        raise ValueError(f"a fine decoder id has {FINE_ID_BYTES} bytes, got {len(fine_id)}")
+    head = dataclasses.replace(header, residual=True, fine_decoder=fine_id is not None)
+    return pack_picture(head, [*chunks, (fine_id or b"") + bytes(chunk)])
 
 
 def unpack_picture(data: bytes, *, num_rates: int, z_chunk_bytes: int | None = None
@@ -113,8 +136,10 @@ def unpack_picture(data: bytes, *, num_rates: int, z_chunk_bytes: int | None = N
         raise BitstreamError("not a OneDC picture (bad magic)")
     if version != VERSION:
         raise BitstreamError(f"OneDC picture version {version} is not supported (this reader: {VERSION})")
-    if flags & ~FLAG_RESIDUAL:
+    if flags & ~(FLAG_RESIDUAL | FLAG_FINE_DECODER):
         raise BitstreamError(f"unknown OneDC picture flags {flags:#x}")
+    if flags & FLAG_FINE_DECODER and not flags & FLAG_RESIDUAL:
+        raise BitstreamError("OneDC picture names a fine decoder but has no residual layer")
     if not (1 <= width <= MAX_FRAME_SIDE and 1 <= height <= MAX_FRAME_SIDE) or width * height > MAX_FRAME_PIXELS:
         raise LimitExceededError(f"OneDC picture size {width}x{height} is out of bounds")
     if q >= num_rates:
@@ -122,7 +147,8 @@ def unpack_picture(data: bytes, *, num_rates: int, z_chunk_bytes: int | None = N
     if band_rows < 2 or band_rows % 2:
         raise BitstreamError(f"invalid band height {band_rows}")
     header = PictureHeader(q=q, width=width, height=height, band_rows=band_rows,
-                           residual=bool(flags & FLAG_RESIDUAL))
+                           residual=bool(flags & FLAG_RESIDUAL),
+                           fine_decoder=bool(flags & FLAG_FINE_DECODER))
     expect = 1 + 4 * band_count(header.y_size[0], band_rows) + header.residual
     if n != expect:
         raise BitstreamError(f"OneDC picture has {n} chunks, expected {expect}")

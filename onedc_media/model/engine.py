@@ -36,6 +36,7 @@ from onedc_media.entropy.fsq import bits_per_token, pack_tokens, unpack_tokens
 from onedc_media.entropy.parsing import IntParsing, ParsingConfig, stage_positions
 from onedc_media.errors import BitstreamError, ModelError, ModelMismatchError
 from onedc_media.model.bitstream import (
+    FINE_ID_BYTES,
     PictureHeader,
     add_residual,
     band_count,
@@ -44,6 +45,7 @@ from onedc_media.model.bitstream import (
 )
 
 if TYPE_CHECKING:
+    from onedc_media.model.fine_decoder import FineDecoder
     from onedc_media.model.refine import RefineConfig
     from onedc_media.model.residual import ResidualConfig
 
@@ -78,10 +80,11 @@ class DecodedLatents:
     symbols: list[np.ndarray] | None = None  #: per chunk, when asked for (tests, hashing)
     #: float32 [C, H/8, W/8] added to the latent before the VAE decoder (the residual layer)
     residual: Tensor | None = None
+    fine: bool = False  #: the residual layer is drawn by the engine's fine decoder
 
     @property
     def shape_key(self) -> tuple[int, ...]:
-        return (*self.y_hat.shape, self.residual is not None)
+        return (*self.y_hat.shape, self.residual is not None, self.fine)
 
 
 def tile_spans(n: int, tile: int, overlap: int, align: int) -> list[tuple[int, int]]:
@@ -121,12 +124,16 @@ class OneDCEngine:
     :param ref: the model's identity, written into stream headers.
     :param tile: pictures larger than ``tile`` pixels on a side are analysed and
         synthesised in overlapping tiles (bounded memory, blended seams).
+    :param fine_decoder: the model's fine decoder, if it has one
+        (:mod:`~onedc_media.model.fine_decoder`): residual layers are fitted through it
+        and pictures that name it are drawn by it.
     """
 
     band_rows = 32
 
     def __init__(self, model, parsing: IntParsing, ref: ModelRef, *, device: str | torch.device | None = None,
-                 dtype: torch.dtype = torch.float32, tile: int = 1024) -> None:
+                 dtype: torch.dtype = torch.float32, tile: int = 1024,
+                 fine_decoder: FineDecoder | None = None) -> None:
         if tile % 64 or tile < 256:
             raise ValueError("tile must be a multiple of 64 and at least 256")
         self.model = model.eval()
@@ -136,6 +143,9 @@ class OneDCEngine:
         self.dtype = dtype
         self.tile = tile
         torch.nn.Module.to(self.model, self.device, dtype)  # ModelMixin.to warns on dtype
+        self.fine_decoder = fine_decoder
+        if fine_decoder is not None:
+            torch.nn.Module.to(fine_decoder.vae, self.device, dtype)
         self.coder = TableCoder(parsing.freqs.numpy(), parsing.config.table.precision)
         self.levels = tuple(parsing.config.z_levels)
         lv = torch.tensor(self.levels, dtype=torch.int64)
@@ -169,7 +179,7 @@ class OneDCEngine:
         want = set(model.inference_state_dict())
         try:
             sd = load_file(str(d / MODEL_FILE))
-        except Exception as exc:
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
             raise ModelError(f"cannot read {d / MODEL_FILE}: {exc}") from None
         got = set(sd)
         if got != want:
@@ -191,6 +201,10 @@ class OneDCEngine:
             sha256=_sha256_file(d / MODEL_FILE),
             parsing_sha256=parsing_hash(_sha256_file(d / PARSING_FILE)),
         )
+        if "fine_decoder" not in kwargs:  # (export passes None: it may be replacing a stale one)
+            from onedc_media.model.fine_decoder import load_fine_decoder
+
+            kwargs["fine_decoder"] = load_fine_decoder(d, model, ref.sha256)
         return cls(model, parsing, ref, **kwargs)
 
     @classmethod
@@ -276,21 +290,15 @@ class OneDCEngine:
             return y, z_idx
         # Tiles overlap by 128 px; each keeps the y cells of its interior. z is computed
         # from the stitched y (the hyper-encoder is cheap at 1/16).
-        ov = 128
         y = None
-        for r0, r1 in tile_spans(H, self.tile, 2 * ov, 64):
-            for c0, c1 in tile_spans(W, self.tile, 2 * ov, 64):
-                latent = m.vae.encode(x[..., r0:r1, c0:c1])
-                yt, sem_t = m.analysis(latent, m.patch_embed(x[..., r0:r1, c0:c1]))
-                if y is None:
-                    y = x.new_zeros(x.shape[0], yt.shape[1], H // 16, W // 16)
-                    sem = x.new_zeros(x.shape[0], sem_t.shape[1], H // 16, W // 16)
-                kr0 = 0 if r0 == 0 else ov // 16
-                kc0 = 0 if c0 == 0 else ov // 16
-                kr1 = (r1 - r0) // 16 if r1 == H else (r1 - r0 - ov) // 16
-                kc1 = (c1 - c0) // 16 if c1 == W else (c1 - c0 - ov) // 16
-                y[..., r0 // 16 + kr0 : r0 // 16 + kr1, c0 // 16 + kc0 : c0 // 16 + kc1] = yt[..., kr0:kr1, kc0:kc1]
-                sem[..., r0 // 16 + kr0 : r0 // 16 + kr1, c0 // 16 + kc0 : c0 // 16 + kc1] = sem_t[..., kr0:kr1, kc0:kc1]
+        for tile, dst, src in _interior_tiles(H, W, self.tile, 16):
+            latent = m.vae.encode(x[tile])
+            yt, sem_t = m.analysis(latent, m.patch_embed(x[tile]))
+            if y is None:
+                y = x.new_zeros(x.shape[0], yt.shape[1], H // 16, W // 16)
+                sem = x.new_zeros(x.shape[0], sem_t.shape[1], H // 16, W // 16)
+            y[dst] = yt[src]
+            sem[dst] = sem_t[src]
         z_idx, _ = m.fsq(m.hyper_encoder(y, sem))
         return y, z_idx
 
@@ -375,9 +383,31 @@ class OneDCEngine:
             base = self.base_latent(decoded)
         x = pad_to_multiple(self._to_tensor([image])).to(self.device, self.dtype)
         later = None if progress is None else (lambda n: progress(n_refine + n))
-        sym = fit_residual(self.model, x, base, enc.height, enc.width, residual, later)
+        fine = self.fine_decoder if residual.fine else None
+        vae = (fine.vae if fine is not None else self.model.vae).requires_grad_(False)
+        decode = vae.decode
+        start = None
+        if residual.start == "clean":
+            with torch.no_grad():
+                start = self._clean_latent(x)
+        sym = fit_residual(decode, x, base, enc.height, enc.width, residual, later, start=start)
         chunk = pack_residual(sym, residual.step_code, self.coder, self.parsing.freqs.numpy())
-        return add_residual(payload, chunk, num_rates=self.num_rates)
+        return add_residual(payload, chunk, num_rates=self.num_rates, fine_id=None if fine is None else fine.id)
+
+    def _clean_latent(self, x: Tensor) -> Tensor:
+        """The VAE encoder's latent of padded pixels *x* [1, 3, H, W], in tiles that keep
+        their interiors for large pictures (the encoder sees 128 px of context past each)."""
+        enc = self.model.vae.encode
+        H, W = x.shape[-2:]
+        if H <= self.tile and W <= self.tile:
+            return enc(x)
+        out = None
+        for tile, dst, src in _interior_tiles(H, W, self.tile, 8):
+            t = enc(x[tile])
+            if out is None:
+                out = t.new_zeros(x.shape[0], t.shape[1], H // 8, W // 8)
+            out[dst] = t[src]
+        return out
 
     def base_latent(self, item: DecodedLatents) -> Tensor:
         """The latent a decoder computes for *item* before any residual layer, [1, C, H/8, W/8]."""
@@ -431,9 +461,30 @@ class OneDCEngine:
         if header.residual:
             from onedc_media.model.residual import unpack_residual
 
-            residual = unpack_residual(chunks[ci], self.coder, self.model.config.latent_channels, 2 * Hy, 2 * Wy)
+            body = chunks[ci]
+            if header.fine_decoder:
+                body = self._check_fine_id(body)
+            residual = unpack_residual(body, self.coder, self.model.config.latent_channels, 2 * Hy, 2 * Wy)
         return DecodedLatents(y_hat, z_int[0], header.q, header.width, header.height,
-                              symbols if keep_symbols else None, residual)
+                              symbols if keep_symbols else None, residual, header.fine_decoder)
+
+    def _check_fine_id(self, chunk: bytes) -> bytes:
+        """The residual chunk of a picture drawn by a fine decoder, less the decoder's id,
+        once that id is this engine's fine decoder's."""
+        if len(chunk) < FINE_ID_BYTES:
+            raise BitstreamError(f"residual chunk too short ({len(chunk)} bytes)")
+        want = chunk[:FINE_ID_BYTES]
+        fine = self.fine_decoder
+        if fine is None:
+            raise ModelMismatchError(
+                f"the picture is drawn by fine decoder {want.hex()}..., and this decoder's model "
+                f"({self.ref.name}) has none (decode --model DIR with a model folder holding it)")
+        if fine.id != want:
+            raise ModelMismatchError(
+                f"the picture is drawn by fine decoder {want.hex()}..., this decoder's model "
+                f"({self.ref.name}) holds {fine.id.hex()}... (decode --model DIR with a model "
+                "folder holding the right one; the model card lists earlier versions)")
+        return chunk[FINE_ID_BYTES:]
 
     @torch.no_grad()
     def synthesize(self, items: Sequence[DecodedLatents], *, batch_size: int = 8,
@@ -452,8 +503,7 @@ class OneDCEngine:
                 if items[part[0]].residual is None:
                     x = self._synthesize_tiled(y, z, vae_batch_size)
                 else:
-                    r = torch.stack([items[i].residual for i in part]).to(self.device, self.dtype)
-                    x = self._vae_tiled(self._latent_tiled(y, z) + r, vae_batch_size)
+                    x = self.draw_layered(y, z, [items[i] for i in part], vae_batch_size)
                 x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
                 for j, i in enumerate(part):
                     it = items[i]
@@ -486,9 +536,24 @@ class OneDCEngine:
             y[..., r0:r1, c0:c1], z[..., r0 // 4 : -(-r1 // 4), c0 // 4 : -(-c1 // 4)])[0].float()
         ).to(y.dtype)  # blended in float32, like the pixels
 
-    def _vae_tiled(self, latent: Tensor, vae_batch: int | None = None) -> Tensor:
-        """VAE-decode latents [B, C, h, w], in tiles blended in pixels for large pictures."""
-        dec = self.model.vae.decode
+    def draw_layered(self, y: Tensor, z: Tensor, items: Sequence[DecodedLatents],
+                     vae_batch: int | None = None) -> Tensor:
+        """Pixels [B, 3, H, W] in [-1, 1] of a batch of pictures with the residual layer
+        (one :attr:`DecodedLatents.shape_key`): the U-Net's latent plus the layer, drawn by
+        the decoder the pictures name."""
+        r = torch.stack([it.residual for it in items]).to(y.device, y.dtype)
+        vae = self.model.vae
+        if items[0].fine:
+            if self.fine_decoder is None:  # entropy_decode refuses these; latents made by hand
+                raise ModelMismatchError("the pictures are drawn by a fine decoder this engine lacks")
+            vae = self.fine_decoder.vae
+        return self._vae_tiled(self._latent_tiled(y, z) + r, vae_batch, vae.decode)
+
+    def _vae_tiled(self, latent: Tensor, vae_batch: int | None = None,
+                   dec: Callable[[Tensor], Tensor] | None = None) -> Tensor:
+        """VAE-decode latents [B, C, h, w] (with *dec*, the model's VAE decoder by default),
+        in tiles blended in pixels for large pictures."""
+        dec = dec or self.model.vae.decode
         h, w = latent.shape[-2:]
         t = self.tile // 8
 
@@ -538,6 +603,24 @@ def encode_steps(height: int, width: int, refine: RefineConfig | None = None,
 
         n += residual_steps(height, width, residual)
     return n
+
+
+def _interior_tiles(height: int, width: int, tile: int, scale: int):
+    """Tiles of a *height* x *width* picture (pixels), each keeping its interior (128 px of
+    context cut from every inner edge; 96 for the smallest tiles, 256 px, whose interiors
+    would otherwise be empty) for an output at 1/*scale*: yields ``(tile, dst, src)``
+    index tuples, ``x[tile]`` in pixels, ``out[dst] = part[src]``."""
+    ov = min(128, (tile - 64) // 2)
+    every = (Ellipsis,)
+    for r0, r1 in tile_spans(height, tile, 2 * ov, 64):
+        for c0, c1 in tile_spans(width, tile, 2 * ov, 64):
+            kr0 = 0 if r0 == 0 else ov // scale
+            kc0 = 0 if c0 == 0 else ov // scale
+            kr1 = (r1 - r0) // scale if r1 == height else (r1 - r0 - ov) // scale
+            kc1 = (c1 - c0) // scale if c1 == width else (c1 - c0 - ov) // scale
+            yield (every + (slice(r0, r1), slice(c0, c1)),
+                   every + (slice(r0 // scale + kr0, r0 // scale + kr1), slice(c0 // scale + kc0, c0 // scale + kc1)),
+                   every + (slice(kr0, kr1), slice(kc0, kc1)))
 
 
 def _blend_tiles(rows: int, cols: int, tile: int, overlap: int, align: int, scale: int,

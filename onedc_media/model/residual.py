@@ -80,6 +80,13 @@ class ResidualConfig:
     :param halo: decoded context around a window, pixels (multiple of 64).
     :param autocast: bfloat16 autocast for the search (``None``: where the device has
         bfloat16 in hardware; see :func:`~onedc_media.model.refine.bf16_native`).
+    :param fine: fit the layer through the model's fine decoder, and mark the picture as
+        drawn by it, when the model has one (:mod:`~onedc_media.model.fine_decoder`);
+        ``False`` keeps the model's VAE decoder (what pictures written before the fine
+        decoder existed use).
+    :param start: where the search starts: ``"clean"``, the VAE encoder's latent of the
+        picture (the encoder has the picture; measured 2-5 % fewer bits at the same
+        quality), or ``"base"``, the U-Net's latent (no correction).
     """
 
     step: float = ENHANCE_STEP
@@ -89,8 +96,12 @@ class ResidualConfig:
     window: int = 512
     halo: int = 64
     autocast: bool | None = None
+    fine: bool = True
+    start: str = "clean"
 
     def __post_init__(self) -> None:
+        if self.start not in ("clean", "base"):
+            raise ValueError(f"residual start must be 'clean' or 'base', got {self.start!r}")
         if not 1 <= round(self.step * STEP_DENOMINATOR) <= 0xFFFF:
             raise ValueError(f"residual step must be in [{1 / STEP_DENOMINATOR}, {0xFFFF / STEP_DENOMINATOR}]")
         if self.lmbda < 0 or self.steps < 1 or self.lr <= 0:
@@ -124,16 +135,19 @@ def residual_steps(height: int, width: int, config: ResidualConfig) -> int:
     return config.steps * len(_spans(-(-height // _CELL), win)) * len(_spans(-(-width // _CELL), win))
 
 
-def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, config: ResidualConfig,
-                 progress: Callable[[int], None] | None = None) -> Tensor:
+def fit_residual(decode: Callable[[Tensor], Tensor], image: Tensor, base: Tensor, height: int, width: int,
+                 config: ResidualConfig, progress: Callable[[int], None] | None = None,
+                 start: Tensor | None = None) -> Tensor:
     """The residual symbols for one picture: int64 [C, h, w] (:func:`pack_residual` clamps
     them to the tables' support).
 
-    :param model: the :class:`~onedc_media.model.onedc.OneDCModel` (its VAE decoder is used).
+    :param decode: the VAE decoder that will draw the picture (latent -> pixels in
+        [-1, 1]); its weights must not require gradients.
     :param image: the padded picture in [-1, 1], [1, 3, H, W] on the model's device.
     :param base: the latent the decoder computes without the layer, [1, C, H/8, W/8].
     :param height: rows of picture pixels (the rest is padding, which does not count).
     :param width: columns of picture pixels.
+    :param start: where the search starts, latent units like *base* (``None``: at *base*).
     """
     from onedc_media.model.onedc import zero_mean_bits
     from onedc_media.model.refine import bf16_native
@@ -142,13 +156,14 @@ def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, co
     dev = image.device
     autocast = bf16_native(dev) if config.autocast is None else bool(config.autocast)
     autocast = autocast and image.dtype == torch.float32 and dev.type in ("cpu", "cuda")
-    model.requires_grad_(False)
     wdtype = image.dtype  # the decoder's; the search itself runs in float32 (Adam's eps
     # underflows in float16, and masked entries would become 0/0)
     base = base.detach().float()
     image = image.float()
     _, C, Hl, Wl = base.shape
     r = torch.zeros_like(base)  # the working copy, in bins
+    if start is not None:
+        r = ((start.detach().float() - base) / step).clamp(-64, 64)
     # the rate proxy's noise: the same file every run on a CPU (CUDA backward passes may
     # round differently from run to run)
     gen = torch.Generator(device=dev).manual_seed(0)
@@ -176,7 +191,7 @@ def fit_residual(model, image: Tensor, base: Tensor, height: int, width: int, co
                     noise = torch.rand(w.shape, generator=gen, device=dev, dtype=w.dtype) - 0.5
                     bits = (zero_mean_bits((w + noise).abs(), log_scale.exp().view(1, -1, 1, 1)) * keep).sum()
                     with torch.autocast(dev.type, dtype=torch.bfloat16, enabled=autocast):
-                        x_hat = model.vae.decode((b + step * wq).to(wdtype))
+                        x_hat = decode((b + step * wq).to(wdtype))
                     d = (x_hat.to(x.dtype).clamp(-1, 1) - x) * pix
                     loss = (4 * d.square().sum() + d.abs().sum()) / (n_pix * x.shape[1]) \
                         + config.lmbda * bits / n_pix

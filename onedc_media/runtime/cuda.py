@@ -327,8 +327,7 @@ class CudaSynthesizer:
                         if getattr(items[0], "residual", None) is None:
                             x = e._synthesize_tiled(y, z)
                         else:  # the residual layer (shape_key keeps layered pictures apart)
-                            r = torch.stack([it.residual for it in items]).to(self.dev, e.dtype)
-                            x = e._vae_tiled(e._latent_tiled(y, z) + r)
+                            x = e.draw_layered(y, z, items)
                     # the engine's conversion (engine.synthesize), on the device
                     x = ((x.float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
                     x = x.permute(0, 2, 3, 1).contiguous()

@@ -20,7 +20,7 @@ from safetensors.torch import save
 from onedc_media.entropy.coder import CODER_ID
 from onedc_media.errors import ModelError
 
-__all__ = ["export_model", "export_checkpoint", "save_canonical"]
+__all__ = ["export_checkpoint", "export_fine_decoder", "export_model", "save_canonical"]
 
 
 def save_canonical(tensors: dict[str, torch.Tensor], path: str | os.PathLike,
@@ -119,3 +119,48 @@ def _load_codec_from_bundle(ckpt: Path, model: torch.nn.Module) -> None:
     if missing or unexpected or not codec:
         raise ModelError(f"checkpoint {ckpt} has no complete codec under 'codec.': missing "
                          f"{list(missing)[:5]}, unexpected {list(unexpected)[:5]}")
+
+
+def export_fine_decoder(checkpoint: str | os.PathLike, model_dir: str | os.PathLike
+                        ) -> tuple[Path, str]:
+    """Write the VAE decoder of a ``vae`` run (``train_modules: [vae.model.decoder.]``) into
+    the exported model folder *model_dir* as its fine decoder
+    (:mod:`~onedc_media.model.fine_decoder`); returns the file's path.
+
+    Refused when the run's VAE encoder differs from the model's: the fine decoder draws
+    the model's latents, so it must have been trained on that latent space.
+    """
+    from safetensors.torch import load_file
+
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.fine_decoder import (
+        FINE_DECODER_FILE,
+        FINE_DECODER_FORMAT,
+        fine_decoder_state,
+        load_fine_decoder,
+    )
+    from onedc_media.train.checkpoint import latest_checkpoint
+
+    ckpt = latest_checkpoint(checkpoint)
+    if ckpt is None:
+        raise ModelError(f"no checkpoint in {checkpoint}")
+    engine = OneDCEngine.from_pretrained(model_dir, fine_decoder=None)
+    model = engine.model
+    sd = load_file(str(ckpt / "model.safetensors"))
+    own = model.state_dict()
+    for k, v in own.items():
+        if k.startswith("vae.model.encoder.") and v.is_floating_point() and (
+                k not in sd or not torch.equal(sd[k].to(torch.float16), v.to(torch.float16))):
+            raise ModelError(f"{ckpt} was trained on another VAE encoder than {model_dir}'s ({k} differs): "
+                             "a fine decoder must draw the model's own latent space")
+    wanted = fine_decoder_state(model)
+    missing = [k for k in wanted if k not in sd]
+    if missing:
+        raise ModelError(f"{ckpt} holds no VAE decoder (missing {missing[:3]})")
+    tensors = {k: sd[k].to(torch.float16).contiguous() for k in wanted}
+    path = Path(model_dir) / FINE_DECODER_FILE
+    tmp = path.with_name(f".{path.name}.tmp")
+    save_canonical(tensors, tmp, {"format": FINE_DECODER_FORMAT, "model_sha256": engine.ref.sha256})
+    os.replace(tmp, path)
+    fine = load_fine_decoder(model_dir, model, engine.ref.sha256)  # what a decoder will do
+    return path, fine.sha256

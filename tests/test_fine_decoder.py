@@ -1,0 +1,223 @@
+"""The fine decoder: layered pictures name it, are drawn by it, and are refused without it."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from onedc_media.errors import BitstreamError, ModelError, ModelMismatchError, OdcFormatError
+from onedc_media.imageio import read_image
+
+DATA = Path(__file__).parent / "data"
+
+
+def _cfg(**kw):
+    from onedc_media.model.residual import ResidualConfig
+
+    return ResidualConfig(**{"step": 0.06, "lmbda": 0.1, "steps": 6, "lr": 0.1, **kw})
+
+
+def _vae_checkpoint(root: Path, seed: int, *, encoder_noise: bool = False) -> Path:
+    """A 'vae' run checkpoint: the embedded model with its VAE decoder (or encoder) moved."""
+    from safetensors.torch import load_file, save_file
+
+    from onedc_media.model.loading import embedded_model_dir
+
+    sd = {k: v.float() for k, v in load_file(str(embedded_model_dir() / "model.safetensors")).items()}
+    gen = torch.Generator().manual_seed(seed)
+    part = "vae.model.encoder." if encoder_noise else "vae.model.decoder."
+    for k, v in sd.items():
+        if k.startswith(part) and v.ndim == 4:
+            sd[k] = v + 0.02 * v.std() * torch.randn(v.shape, generator=gen)
+    ckpt = root / "checkpoints" / "step_00000001"
+    ckpt.mkdir(parents=True)
+    save_file(sd, str(ckpt / "model.safetensors"))
+    (ckpt / "trainer.json").write_text(json.dumps({"step": 1, "config": {"stage": "vae"}}))
+    return root
+
+
+@pytest.fixture(scope="module")
+def folders(tmp_path_factory):
+    """Two model folders: the embedded model with fine decoder A, and with fine decoder B."""
+    from onedc_media.model.loading import embedded_model_dir
+    from onedc_media.train.export import export_fine_decoder
+
+    tmp = tmp_path_factory.mktemp("fine")
+    out = []
+    for name, seed in (("a", 1), ("b", 2)):
+        d = tmp / name
+        shutil.copytree(embedded_model_dir(), d)
+        (d / "fine-decoder.safetensors").unlink(missing_ok=True)
+        export_fine_decoder(_vae_checkpoint(tmp / f"run-{name}", seed), d)
+        out.append(d)
+    return out
+
+
+@pytest.fixture(scope="module")
+def engines(folders):
+    from onedc_media.model.engine import OneDCEngine
+
+    return [OneDCEngine.from_pretrained(d) for d in folders]
+
+
+@pytest.fixture(scope="module")
+def plain_engine(tmp_path_factory):
+    """The embedded model without any fine decoder."""
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.loading import embedded_model_dir
+
+    d = tmp_path_factory.mktemp("plain") / "m"
+    shutil.copytree(embedded_model_dir(), d)
+    (d / "fine-decoder.safetensors").unlink(missing_ok=True)
+    return OneDCEngine.from_pretrained(d)
+
+
+@pytest.fixture(scope="module")
+def crop():
+    return np.ascontiguousarray(read_image(DATA / "astronaut.png")[64:192, 64:192])
+
+
+@pytest.fixture(scope="module")
+def layered(engines, crop):
+    return engines[0].compress([crop], 3, residual=_cfg())[0]
+
+
+def test_a_layered_picture_names_its_fine_decoder_and_is_drawn_by_it(engines, plain_engine, crop, layered):
+    from onedc_media.model.bitstream import FINE_ID_BYTES, FLAG_FINE_DECODER, unpack_picture
+
+    a = engines[0]
+    assert a.ref == plain_engine.ref  # the model's identity does not include the fine decoder
+    header, chunks = unpack_picture(layered, num_rates=a.num_rates)
+    assert header.residual and header.fine_decoder and layered[5] & FLAG_FINE_DECODER
+    assert chunks[-1][:FINE_ID_BYTES] == a.fine_decoder.id == bytes.fromhex(a.fine_decoder.sha256)[:8]
+    dec = a.entropy_decode(layered)
+    assert dec.fine and dec.residual is not None and dec.residual.abs().sum() > 0
+    out = a.synthesize([dec])[0]
+    # by hand: the U-Net's latent plus the layer, through the fine decoder, not the model's
+    with torch.no_grad():
+        lat = a.base_latent(dec) + dec.residual[None]
+        by_fine = a.fine_decoder.vae.decode(lat)
+        by_model = a.model.vae.decode(lat)
+    assert np.array_equal(out, _u8(by_fine)[: crop.shape[0], : crop.shape[1]])
+    assert not np.array_equal(out, _u8(by_model)[: crop.shape[0], : crop.shape[1]])
+
+
+def _u8(x: torch.Tensor) -> np.ndarray:
+    """Decoder output [1, 3, H, W] in [-1, 1] -> HxWx3 uint8, as the engine converts it."""
+    return ((x.clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)[0].permute(1, 2, 0).numpy()
+
+
+def test_the_layer_is_fitted_through_the_fine_decoder(engines, crop, layered):
+    """The same fit through the model's decoder writes other symbols (and the old layout)."""
+    a = engines[0]
+    old = a.compress([crop], 3, residual=_cfg(fine=False))[0]
+    assert not a.entropy_decode(old).fine and old[5] == 0x01
+    assert a.entropy_decode(old).residual.ne(a.entropy_decode(layered).residual).any()
+
+
+def test_old_layered_pictures_decode_as_before(engines, plain_engine, crop):
+    """A layered picture without the fine-decoder flag (written before it existed) is drawn
+    by the model's VAE decoder, whether or not the model now has a fine decoder."""
+    old = plain_engine.compress([crop], 3, residual=_cfg())[0]  # no fine decoder: old layout
+    assert old[5] == 0x01
+    assert np.array_equal(engines[0].decompress([old])[0], plain_engine.decompress([old])[0])
+
+
+def test_pictures_drawn_by_a_missing_or_other_fine_decoder_are_refused(engines, plain_engine, layered):
+    with pytest.raises(ModelMismatchError, match="has none"):
+        plain_engine.entropy_decode(layered)
+    with pytest.raises(ModelMismatchError, match=f"holds {engines[1].fine_decoder.id.hex()}"):
+        engines[1].entropy_decode(layered)
+
+
+def test_fine_decoder_flag_needs_a_layer_and_an_id(engines):
+    from onedc_media.model.bitstream import PictureHeader, add_residual
+
+    with pytest.raises(ValueError, match="needs a residual layer"):
+        PictureHeader(q=0, width=64, height=64, band_rows=32, fine_decoder=True)
+    plain = engines[0].compress([np.zeros((64, 64, 3), np.uint8)], 0)[0]
+    with pytest.raises(ValueError, match="8 bytes"):
+        add_residual(plain, b"\x01\x00", num_rates=engines[0].num_rates, fine_id=b"\x00" * 4)
+    short = add_residual(plain, b"", num_rates=engines[0].num_rates, fine_id=b"\x00" * 8)
+    with pytest.raises(ModelMismatchError):  # an id that is not this model's
+        engines[0].entropy_decode(short)
+    head = add_residual(plain, b"", num_rates=engines[0].num_rates, fine_id=engines[0].fine_decoder.id)
+    with pytest.raises(BitstreamError, match="too short"):  # the id, then nothing
+        engines[0].entropy_decode(head)
+
+
+def test_damaged_fine_decoder_files_are_refused(folders, tmp_path):
+    from safetensors.torch import load_file, save_file
+
+    from onedc_media.model.engine import OneDCEngine
+
+    d = tmp_path / "m"
+    shutil.copytree(folders[0], d)
+    f = d / "fine-decoder.safetensors"
+    tensors = load_file(str(f))
+    save_file(tensors, str(f), metadata={"format": "onedc-fine-decoder/1", "model_sha256": "0" * 64})
+    with pytest.raises(ModelError, match="belongs to the model"):
+        OneDCEngine.from_pretrained(d)
+    save_file(tensors, str(f), metadata={"format": "something-else"})
+    with pytest.raises(ModelError, match="not a OneDC fine decoder"):
+        OneDCEngine.from_pretrained(d)
+    ref = OneDCEngine.from_pretrained(folders[0]).ref
+    save_file(dict(list(tensors.items())[1:]), str(f),
+              metadata={"format": "onedc-fine-decoder/1", "model_sha256": ref.sha256})
+    with pytest.raises(ModelError, match="does not match the model's VAE decoder"):
+        OneDCEngine.from_pretrained(d)
+    f.write_bytes(b"\x00" * 20)
+    with pytest.raises(ModelError, match="cannot read"):
+        OneDCEngine.from_pretrained(d)
+
+
+def test_export_refuses_a_decoder_trained_on_another_encoder(folders, tmp_path):
+    from onedc_media.train.export import export_fine_decoder
+
+    run = _vae_checkpoint(tmp_path / "run", 3, encoder_noise=True)
+    with pytest.raises(ModelError, match="another VAE encoder"):
+        export_fine_decoder(run, folders[0])
+    with pytest.raises(ModelError, match="no checkpoint"):
+        export_fine_decoder(tmp_path / "nothing", folders[0])
+
+
+def test_export_is_deterministic_and_the_cli_says_what_it_wrote(folders, tmp_path, capsys):
+    from onedc_media.cli.main import main
+
+    d = tmp_path / "m"
+    shutil.copytree(folders[0], d)
+    before = (d / "fine-decoder.safetensors").read_bytes()
+    run = _vae_checkpoint(tmp_path / "run", 1)  # the same weights as folder a's
+    assert main(["export", str(run), "--fine-decoder", "-o", str(d)]) == 0
+    assert (d / "fine-decoder.safetensors").read_bytes() == before
+    assert "sha256" in capsys.readouterr().out
+
+
+def test_fit_through_the_fine_decoder_buys_quality(engines, crop):
+    """The layer does for the fine decoder what it does for the model's (a sanity check of
+    the fit's direction, not of the trained decoder's worth: that is the model card's)."""
+    a = engines[0]
+
+    def psnr(x):
+        return 10 * np.log10(255**2 / np.mean((x.astype(np.float64) - crop) ** 2))
+
+    dec = a.entropy_decode(a.compress([crop], 3)[0])
+    with torch.no_grad():
+        base_fine = a.fine_decoder.vae.decode(a.base_latent(dec))
+    base_fine = _u8(base_fine)
+    layered = a.decompress(a.compress([crop], 3, residual=_cfg(steps=15))[0:1])[0]
+    assert psnr(layered) > psnr(base_fine[: crop.shape[0], : crop.shape[1]]) + 0.5
+
+
+def test_damaged_layers_of_fine_pictures_are_format_errors(engines, layered):
+    from onedc_media.model.bitstream import pack_picture, unpack_picture
+
+    a = engines[0]
+    header, chunks = unpack_picture(layered, num_rates=a.num_rates)
+    with pytest.raises(OdcFormatError):
+        a.entropy_decode(pack_picture(header, [*chunks[:-1], chunks[-1][:5]]))
