@@ -221,3 +221,35 @@ def test_damaged_layers_of_fine_pictures_are_format_errors(engines, layered):
     header, chunks = unpack_picture(layered, num_rates=a.num_rates)
     with pytest.raises(OdcFormatError):
         a.entropy_decode(pack_picture(header, [*chunks[:-1], chunks[-1][:5]]))
+
+
+def test_replicas_keep_the_fine_decoder(engines, layered):
+    """Decoders run on replicas of the engine (another device, channels_last on CPU): a
+    replica without the fine decoder could entropy-decode a layered picture but not draw it."""
+    from onedc_media.runtime.decoder import engine_on
+
+    a = engines[0]
+    replica = engine_on(a, "cpu", channels_last=True)
+    assert replica is not a and replica.fine_decoder.id == a.fine_decoder.id
+    got, want = replica.decompress([layered])[0], a.decompress([layered])[0]
+    assert np.abs(got.astype(np.int16) - want).max() <= 2
+
+
+def test_the_cli_round_trip_draws_with_the_shipped_fine_decoder(tmp_path, crop):
+    """``encode --opt enhance=1`` then ``decode``, as a user runs them, with the embedded
+    model (its fine decoder is part of the package)."""
+    from onedc_media.cli.main import main
+    from onedc_media.imageio import write_image
+    from onedc_media.model.engine import OneDCEngine
+
+    write_image(tmp_path / "a.png", crop)
+    assert OneDCEngine.from_pretrained("onedc-tiny").fine_decoder is not None
+    psnr = {}
+    for name, opts in (("plain", []), ("layered", ["--opt", "enhance=1"])):
+        odc, png = tmp_path / f"{name}.odc", tmp_path / f"{name}.png"
+        assert main(["encode", str(tmp_path / "a.png"), "-o", str(odc), "-q", "4", *opts]) == 0
+        assert main(["decode", str(odc), "-o", str(png)]) == 0
+        out = read_image(png)
+        assert out.shape == crop.shape
+        psnr[name] = 10 * np.log10(255**2 / np.mean((out.astype(np.float64) - crop) ** 2))
+    assert psnr["layered"] > psnr["plain"] + 0.5, psnr

@@ -765,6 +765,7 @@ def engine_on(engine: Any, device: str, *, channels_last: bool = False) -> Any:
             import copy
 
             model = copy.deepcopy(engine.model)
+            fine = getattr(engine, "fine_decoder", None)  # layered pictures name it
             replica = type(engine)(
                 model,
                 engine.parsing,
@@ -772,9 +773,12 @@ def engine_on(engine: Any, device: str, *, channels_last: bool = False) -> Any:
                 device=torch.device(dev),
                 dtype=engine.dtype,
                 tile=engine.tile,
+                fine_decoder=copy.deepcopy(fine),
             )
             if channels_last:
                 replica.model.to(memory_format=torch.channels_last)
+                if replica.fine_decoder is not None:
+                    replica.fine_decoder.vae.to(memory_format=torch.channels_last)
             cache[(dev, channels_last)] = replica
         return replica
 
