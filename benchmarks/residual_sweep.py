@@ -9,12 +9,13 @@ How the ``enhance`` levels were chosen (model card, "The latent residual layer")
         data/corpus/test/opencv__data_home.png --points "4:0.15/0.4;5:0.15/0.2;6:0.1/0.1"
 
 ``--points`` is ``Q:STEP/LMBDA,STEP/LMBDA;Q:...`` with 1-based rate points.
-``--decoders fine,model`` and ``--starts clean,base`` measure each setting with the fine
-decoder and the model's own, from the clean latent and from the U-Net's, side by side
+``--decoders best,fine,model`` and ``--starts clean,base`` measure each setting with the
+per-picture choice, the fine decoder and the model's own, from the clean latent and from
+the U-Net's, side by side
 (model card, "The fine decoder")::
 
     python benchmarks/residual_sweep.py data/corpus/test/opencv__text_scenetext02.png \
-        --points "5:0.15/0.2" --decoders fine,model
+        --points "5:0.15/0.2" --decoders best,fine,model
 """
 
 from __future__ import annotations
@@ -44,8 +45,9 @@ def main(argv: list[str] | None = None) -> int:
                     help="Q:STEP/LMBDA,...;Q:... (default: the enhance=1 level at q4, q5, q6)")
     ap.add_argument("--refine", type=int, default=30, help="refinement steps of the base (default 30)")
     ap.add_argument("--steps", type=int, default=60, help="gradient steps of the residual fit")
-    ap.add_argument("--decoders", default="fine",
-                    help="comma list of fine (the model's fine decoder) and model (its VAE decoder)")
+    ap.add_argument("--decoders", default="best",
+                    help="comma list of best (the cheaper of the two, per picture), fine (the model's "
+                    "fine decoder) and model (its VAE decoder)")
     ap.add_argument("--starts", default="clean", help="comma list of clean and base: where the fit starts")
     ap.add_argument("--model", default="onedc-tiny", help="model name or folder (default onedc-tiny)")
     ap.add_argument("--out", type=Path, help="append one JSON line per point here")
@@ -56,8 +58,8 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(str(exc))
     decoders = args.decoders.split(",")
     starts = args.starts.split(",")
-    if not set(decoders) <= {"fine", "model"} or not set(starts) <= {"clean", "base"}:
-        ap.error("--decoders takes fine and model, --starts clean and base")
+    if not set(decoders) <= {"best", "fine", "model"} or not set(starts) <= {"clean", "base"}:
+        ap.error("--decoders takes best, fine and model, --starts clean and base")
 
     from onedc_media.evaluate.metrics import ms_ssim, psnr_rgb
     from onedc_media.imageio import read_image
@@ -66,7 +68,7 @@ def main(argv: list[str] | None = None) -> int:
     from onedc_media.model.residual import ResidualConfig
 
     engine = OneDCEngine.from_pretrained(args.model)
-    if "fine" in decoders and engine.fine_decoder is None:
+    if {"best", "fine"} & set(decoders) and engine.fine_decoder is None:
         ap.error(f"{args.model} has no fine decoder (--decoders model)")
     variants = [(d, st) for d in decoders for st in starts]
     sink = open(args.out, "a") if args.out else None  # noqa: SIM115 - closed below
@@ -81,7 +83,7 @@ def main(argv: list[str] | None = None) -> int:
                     enc = refine_latents(engine, image, enc, q, RefineConfig(steps=args.refine))
                 for label, cfg in [("base", None)] + [
                     (f"{s}/{lam}" + (f" {d}/{st}" if len(variants) > 1 else ""),
-                     ResidualConfig(step=s, lmbda=lam, steps=args.steps, fine=d == "fine", start=st))
+                     ResidualConfig(step=s, lmbda=lam, steps=args.steps, decoder=d, start=st))
                     for s, lam in grid for d, st in variants
                 ]:
                     t0 = time.perf_counter()
@@ -91,7 +93,7 @@ def main(argv: list[str] | None = None) -> int:
                     row = {"image": path.name, "q": q + 1, "setting": label, "bytes": len(packet),
                            "bpp": len(packet) * 8 / pixels, "psnr": psnr_rgb(image, rec),
                            "ms_ssim": ms_ssim(image, rec), "layer_s": seconds,
-                           "decoder": None if cfg is None else ("fine" if cfg.fine else "model"),
+                           "decoder": None if cfg is None else cfg.decoder,
                            "start": None if cfg is None else cfg.start}
                     if sink:
                         sink.write(json.dumps(row) + "\n")

@@ -84,7 +84,7 @@ def crop():
 
 @pytest.fixture(scope="module")
 def layered(engines, crop):
-    return engines[0].compress([crop], 3, residual=_cfg())[0]
+    return engines[0].compress([crop], 3, residual=_cfg(decoder="fine"))[0]
 
 
 def test_a_layered_picture_names_its_fine_decoder_and_is_drawn_by_it(engines, plain_engine, crop, layered):
@@ -115,7 +115,7 @@ def _u8(x: torch.Tensor) -> np.ndarray:
 def test_the_layer_is_fitted_through_the_fine_decoder(engines, crop, layered):
     """The same fit through the model's decoder writes other symbols (and the old layout)."""
     a = engines[0]
-    old = a.compress([crop], 3, residual=_cfg(fine=False))[0]
+    old = a.compress([crop], 3, residual=_cfg(decoder="model"))[0]
     assert not a.entropy_decode(old).fine and old[5] == 0x01
     assert a.entropy_decode(old).residual.ne(a.entropy_decode(layered).residual).any()
 
@@ -210,7 +210,7 @@ def test_fit_through_the_fine_decoder_buys_quality(engines, crop):
     with torch.no_grad():
         base_fine = a.fine_decoder.vae.decode(a.base_latent(dec))
     base_fine = _u8(base_fine)
-    layered = a.decompress(a.compress([crop], 3, residual=_cfg(steps=15))[0:1])[0]
+    layered = a.decompress(a.compress([crop], 3, residual=_cfg(steps=15, decoder="fine"))[0:1])[0]
     assert psnr(layered) > psnr(base_fine[: crop.shape[0], : crop.shape[1]]) + 0.5
 
 
@@ -253,3 +253,52 @@ def test_the_cli_round_trip_draws_with_the_shipped_fine_decoder(tmp_path, crop):
         assert out.shape == crop.shape
         psnr[name] = 10 * np.log10(255**2 / np.mean((out.astype(np.float64) - crop) ** 2))
     assert psnr["layered"] > psnr["plain"] + 0.5, psnr
+
+
+def test_best_keeps_the_decoder_with_the_lower_cost(engines, crop, monkeypatch):
+    """``decoder="best"`` fits through both decoders and writes the cheaper picture, which
+    is byte for byte the one that decoder alone writes; the progress bar counts both fits."""
+    a = engines[0]
+    fine = a.compress([crop], 3, residual=_cfg(decoder="fine"))[0]
+    model = a.compress([crop], 3, residual=_cfg(decoder="model"))[0]
+    costs: list[float] = []
+    real = type(a)._layer_cost
+
+    def spy(self, *args):
+        costs.append(real(self, *args))
+        return costs[-1]
+
+    monkeypatch.setattr(type(a), "_layer_cost", spy)
+    steps: list[int] = []
+    best = a.compress([crop], 3, residual=_cfg(), progress=steps.append)[0]
+    assert len(costs) == 2  # fine first, then the model's
+    assert best == (fine if costs[0] <= costs[1] else model)
+    assert steps == list(range(1, a.encode_steps(*crop.shape[:2], None, _cfg()) + 1))
+    assert a.encode_steps(*crop.shape[:2], None, _cfg()) == 2 * a.encode_steps(*crop.shape[:2], None,
+                                                                                _cfg(decoder="fine"))
+    # either way round: make the fine decoder's cost the higher one
+    monkeypatch.setattr(type(a), "_layer_cost", lambda self, vae, *args: 1.0 if vae is a.fine_decoder.vae else 0.0)
+    assert a.compress([crop], 3, residual=_cfg())[0] == model
+    monkeypatch.setattr(type(a), "_layer_cost", lambda self, vae, *args: 0.0 if vae is a.fine_decoder.vae else 1.0)
+    assert a.compress([crop], 3, residual=_cfg())[0] == fine
+
+
+def test_the_cost_is_what_the_decoder_draws_plus_the_bits(engines, crop):
+    """``_layer_cost`` on a picture's own layer = 4 MSE + L1 of its decoded pixels (in
+    [-1, 1], before rounding to 8 bits) + lmbda x the chunk's bits per pixel."""
+    from onedc_media.model.bitstream import unpack_picture
+
+    a = engines[0]
+    cfg = _cfg(decoder="fine")
+    packet = a.compress([crop], 3, residual=cfg)[0]
+    dec = a.entropy_decode(packet)
+    chunk = unpack_picture(packet, num_rates=a.num_rates)[1][-1]
+    sym = torch.round(dec.residual / (cfg.step_code / 4096)).to(torch.int64)
+    x = torch.from_numpy(crop).permute(2, 0, 1)[None].float() / 127.5 - 1
+    enc = a.analyse([crop])[0]
+    with torch.no_grad():
+        base = a.base_latent(dec)
+        got = a._layer_cost(a.fine_decoder.vae, x, base, sym, chunk, enc, cfg)
+        d = (a.fine_decoder.vae.decode(base + dec.residual[None]).clamp(-1, 1) - x)
+    want = float(4 * d.square().mean() + d.abs().mean()) + cfg.lmbda * 8 * len(chunk) / crop.shape[0] / crop.shape[1]
+    assert got == pytest.approx(want, rel=1e-5)

@@ -351,7 +351,7 @@ class OneDCEngine:
         packets decode as any others). ``residual`` adds the latent residual layer
         (:mod:`~onedc_media.model.residual`: more bits, more quality above the rate point).
         ``progress(done)`` is called after each gradient step of either, with the steps
-        done so far, counted across *images* (:func:`encode_steps` gives each picture's share).
+        done so far, counted across *images* (:meth:`encode_steps` gives each picture's share).
         """
         images = check_frames(images)
         encs = self.analyse(images)
@@ -359,7 +359,7 @@ class OneDCEngine:
         for im, e in zip(images, encs):
             step = None if progress is None else (lambda n, base=done: progress(base + n))
             out.append(self.encode_picture(im, e, q, refine=refine, residual=residual, progress=step))
-            done += encode_steps(e.height, e.width, refine, residual)
+            done += self.encode_steps(e.height, e.width, refine, residual)
         return out
 
     def encode_picture(self, image: np.ndarray, enc: EncodedLatents, q: int, *,
@@ -376,23 +376,59 @@ class OneDCEngine:
         if residual is None:
             return self.entropy_encode(enc, q)
         from onedc_media.model.onedc import pad_to_multiple
-        from onedc_media.model.residual import fit_residual, pack_residual
+        from onedc_media.model.residual import fit_residual, pack_residual, residual_steps
 
         payload, decoded = self.entropy_encode(enc, q, reconstruct=True)
         with torch.no_grad():
             base = self.base_latent(decoded)
         x = pad_to_multiple(self._to_tensor([image])).to(self.device, self.dtype)
-        later = None if progress is None else (lambda n: progress(n_refine + n))
-        fine = self.fine_decoder if residual.fine else None
-        vae = (fine.vae if fine is not None else self.model.vae).requires_grad_(False)
-        decode = vae.decode
         start = None
         if residual.start == "clean":
             with torch.no_grad():
                 start = self._clean_latent(x)
-        sym = fit_residual(decode, x, base, enc.height, enc.width, residual, later, start=start)
-        chunk = pack_residual(sym, residual.step_code, self.coder, self.parsing.freqs.numpy())
-        return add_residual(payload, chunk, num_rates=self.num_rates, fine_id=None if fine is None else fine.id)
+        best = None
+        done = n_refine
+        for fine in self._residual_decoders(residual):
+            vae = (fine.vae if fine is not None else self.model.vae).requires_grad_(False)
+            later = None if progress is None else (lambda n, base_n=done: progress(base_n + n))
+            sym = fit_residual(vae.decode, x, base, enc.height, enc.width, residual, later, start=start)
+            done += residual_steps(enc.height, enc.width, residual)
+            chunk = (b"" if fine is None else fine.id) + pack_residual(
+                sym, residual.step_code, self.coder, self.parsing.freqs.numpy())
+            cost = None
+            if best is not None or fine is not None and residual.decoder == "best":
+                with torch.no_grad():
+                    cost = self._layer_cost(vae, x, base, sym, chunk, enc, residual)
+            if best is None or cost < best[0]:
+                best = (cost, chunk, fine)
+        _, chunk, fine = best
+        body = chunk if fine is None else chunk[FINE_ID_BYTES:]
+        return add_residual(payload, body, num_rates=self.num_rates, fine_id=None if fine is None else fine.id)
+
+    def _residual_decoders(self, residual: ResidualConfig) -> list[FineDecoder | None]:
+        """The decoders a residual layer is fitted through (``None``: the model's own)."""
+        if self.fine_decoder is None or residual.decoder == "model":
+            return [None]
+        return [self.fine_decoder] if residual.decoder == "fine" else [self.fine_decoder, None]
+
+    def _layer_cost(self, vae, x: Tensor, base: Tensor, sym: Tensor, chunk: bytes, enc: EncodedLatents,
+                    residual: ResidualConfig) -> float:
+        """What the fit minimises, measured on what a decoder will draw: ``4 * MSE + L1``
+        on the picture's pixels (in [-1, 1]) + ``lmbda`` x the layer's bits per pixel."""
+        from onedc_media.model.residual import STEP_DENOMINATOR
+
+        step = residual.step_code / STEP_DENOMINATOR
+        e = sym.clamp(-self.coder.support, self.coder.support).to(base.device, base.dtype)[None]
+        x_hat = self._vae_tiled(base + step * e, None, vae.decode)
+        d = (x_hat.float().clamp(-1, 1) - x.float())[..., : enc.height, : enc.width]
+        return float(4 * d.square().mean() + d.abs().mean()) + residual.lmbda * 8 * len(chunk) / (enc.height * enc.width)
+
+    def encode_steps(self, height: int, width: int, refine: RefineConfig | None = None,
+                     residual: ResidualConfig | None = None) -> int:
+        """Gradient steps :meth:`compress` takes on one *height* x *width* picture (what a
+        progress bar counts to): refinement's, then each residual fit's."""
+        fits = 0 if residual is None else len(self._residual_decoders(residual))
+        return encode_steps(height, width, refine, residual, fits=fits)
 
     def _clean_latent(self, x: Tensor) -> Tensor:
         """The VAE encoder's latent of padded pixels *x* [1, 3, H, W], in tiles that keep
@@ -590,9 +626,9 @@ class OneDCEngine:
 
 
 def encode_steps(height: int, width: int, refine: RefineConfig | None = None,
-                 residual: ResidualConfig | None = None) -> int:
-    """Gradient steps :meth:`OneDCEngine.compress` takes on one *height* x *width*
-    picture (what a progress bar counts to): refinement's, then the residual layer's."""
+                 residual: ResidualConfig | None = None, *, fits: int = 1) -> int:
+    """Gradient steps of refinement and *fits* residual fits on one *height* x *width*
+    picture (:meth:`OneDCEngine.encode_steps` knows how many fits its decoders take)."""
     n = 0
     if refine is not None and refine.steps:
         from onedc_media.model.refine import refine_steps
@@ -601,7 +637,7 @@ def encode_steps(height: int, width: int, refine: RefineConfig | None = None,
     if residual is not None:
         from onedc_media.model.residual import residual_steps
 
-        n += residual_steps(height, width, residual)
+        n += fits * residual_steps(height, width, residual)
     return n
 
 

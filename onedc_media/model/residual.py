@@ -40,6 +40,7 @@ from onedc_media.entropy.coder import TableCoder
 from onedc_media.errors import BitstreamError
 
 __all__ = [
+    "DECODERS",
     "ENHANCE_LEVELS",
     "ENHANCE_STEP",
     "STEP_DENOMINATOR",
@@ -65,6 +66,8 @@ _CELL = 8  # pixels per latent sample
 ENHANCE_LEVELS: dict[int, float] = {1: 0.4, 2: 0.2, 3: 0.1}
 #: The residual step of the ``enhance`` levels (0.1 and 0.2 measured about as efficient).
 ENHANCE_STEP = 0.15
+#: ``ResidualConfig.decoder``'s choices.
+DECODERS = ("best", "fine", "model")
 
 
 @dataclass(frozen=True)
@@ -80,10 +83,12 @@ class ResidualConfig:
     :param halo: decoded context around a window, pixels (multiple of 64).
     :param autocast: bfloat16 autocast for the search (``None``: where the device has
         bfloat16 in hardware; see :func:`~onedc_media.model.refine.bf16_native`).
-    :param fine: fit the layer through the model's fine decoder, and mark the picture as
-        drawn by it, when the model has one (:mod:`~onedc_media.model.fine_decoder`);
-        ``False`` keeps the model's VAE decoder (what pictures written before the fine
-        decoder existed use).
+    :param decoder: which VAE decoder draws the layer when the model has a fine decoder
+        (:mod:`~onedc_media.model.fine_decoder`): ``"best"`` fits the layer through both
+        and keeps, per picture, the one with the lower ``distortion + lmbda * bpp`` (the
+        fine decoder draws detail the model's cannot, and smooth pictures worse); ``"fine"``
+        or ``"model"`` fit through that one only. Pictures drawn by the model's decoder
+        keep the fine-decoder flag clear (as written before the fine decoder existed).
     :param start: where the search starts: ``"clean"``, the VAE encoder's latent of the
         picture (the encoder has the picture; measured 2-5 % fewer bits at the same
         quality), or ``"base"``, the U-Net's latent (no correction).
@@ -96,10 +101,12 @@ class ResidualConfig:
     window: int = 512
     halo: int = 64
     autocast: bool | None = None
-    fine: bool = True
+    decoder: str = "best"
     start: str = "clean"
 
     def __post_init__(self) -> None:
+        if self.decoder not in DECODERS:
+            raise ValueError(f"residual decoder must be one of {', '.join(DECODERS)}, got {self.decoder!r}")
         if self.start not in ("clean", "base"):
             raise ValueError(f"residual start must be 'clean' or 'base', got {self.start!r}")
         if not 1 <= round(self.step * STEP_DENOMINATOR) <= 0xFFFF:
@@ -130,7 +137,7 @@ def _spans(n: int, size: int) -> list[tuple[int, int]]:
 
 
 def residual_steps(height: int, width: int, config: ResidualConfig) -> int:
-    """Gradient steps :func:`fit_residual` takes on a *height* x *width* picture."""
+    """Gradient steps one :func:`fit_residual` takes on a *height* x *width* picture."""
     win = config.window // _CELL
     return config.steps * len(_spans(-(-height // _CELL), win)) * len(_spans(-(-width // _CELL), win))
 

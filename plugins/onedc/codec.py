@@ -23,7 +23,7 @@ from onedc_media.codec.contract import Codec, Decoder, Encoder, ModelRef, check_
 from onedc_media.errors import BitstreamError, CodecOptionError, ModelError, ModelMismatchError
 from onedc_media.model.loading import find_model
 
-__all__ = ["OneDCCodec", "OneDCEncoder", "OneDCDecoder", "get_engine"]
+__all__ = ["OneDCCodec", "OneDCDecoder", "OneDCEncoder", "get_engine"]
 
 _DTYPES = ("float32", "bfloat16", "float16")
 _lock = threading.Lock()
@@ -82,11 +82,9 @@ class OneDCEncoder(Encoder):
         self.residual = enhance_config(level, float(point["lmbda"])) if level else None
 
     def encode(self, frames: Sequence[np.ndarray]) -> list[bytes]:
-        from onedc_media.model.engine import encode_steps
-
         frames = check_frames(frames)
         report = self.progress
-        total = sum(encode_steps(f.shape[0], f.shape[1], self.refine, self.residual) for f in frames)
+        total = sum(self.engine.encode_steps(f.shape[0], f.shape[1], self.refine, self.residual) for f in frames)
         if report is None or not total:  # plain encodes report nothing
             return self.engine.compress(frames, self.q, refine=self.refine, residual=self.residual)
         report(0, total)
