@@ -33,8 +33,10 @@ ONEDC = CodecInfo(
         CodecOption("enhance", "int", 0, "latent residual layer: integer corrections to the "
                     "latent the decoder's VAE receives, coded after the rate point (0 = off; 1..3 "
                     "spend more bits for more quality; with refine=30, 1 at -q 4..5 and 2 at -q 5 "
-                    "were the efficient points, see the model card; about 40 s per megapixel more "
-                    "on 2 CPU cores). Readers older than the layer refuse such files", min=0, max=3),
+                    "were the efficient points, see the model card). Fitted through the model's "
+                    "fine decoder and its own, keeping the cheaper per picture: about 55 s per "
+                    "megapixel more on 2 CPU cores. Readers older than the layer refuse such files",
+                    min=0, max=3),
     ),
     capabilities=Capabilities(batch=True, cuda=True, lossless=False),
 )
