@@ -110,7 +110,7 @@ def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: tuple[int,
                 curves, layered,
                 f"With the latent residual layer on top (`--opt refine={refine} --opt enhance={level}`: "
                 "integer corrections to the VAE decoder's latent, coded after the rate point's own bits, "
-                "drawn by the fine decoder):")
+                "drawn by the fine decoder or the model's, whichever costs less per picture):")
     return "\n".join(lines + classic_markdown(summary))
 
 
@@ -216,6 +216,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--enhance", action="append", metavar="LEVEL:Q,...",
                     help="also measure this level of the latent residual layer, with the refining "
                     "encoder, at these rate points (repeatable; default 1:5,6 and 2:5; 0: none)")
+    ap.add_argument("--no-sheet", action="store_true",
+                    help="skip the visual sheet (its crops are encoded again by every curve's encoder, "
+                    "minutes with the slow ones); docs/images keeps the last one")
     args = ap.parse_args(argv)
     levels: dict[int, str] = {}
     for spec in args.enhance or ["1:5,6", "2:5"]:
@@ -232,16 +235,18 @@ def main(argv: list[str] | None = None) -> int:
     model_opts = [] if args.model == "onedc-tiny" else ["--opt", f"onedc:model={args.model}"]
     if args.refine:  # a second OneDC curve in the same results (eval keys curves by label);
         # first, because the last run's report covers every curve of the codecs it names
-        run_eval("onedc", *model_opts, "--opt", f"onedc:refine={args.refine}")
+        run_eval("onedc", *model_opts, "--opt", f"onedc:refine={args.refine}", "--sheet-images", "0")
     for level, qualities in levels.items():
         refined = ["--opt", f"onedc:refine={args.refine}"] if args.refine else []
-        run_eval("onedc", *model_opts, *refined, "--opt", f"onedc:enhance={level}", "-q", f"onedc={qualities}")
-    run_eval("onedc," + ",".join(CLASSIC), *model_opts)
+        # no sheet: its crops would be encoded with the slow encoders again; the last run draws it
+        run_eval("onedc", *model_opts, *refined, "--opt", f"onedc:enhance={level}", "-q", f"onedc={qualities}",
+                 "--sheet-images", "0")
+    run_eval("onedc," + ",".join(CLASSIC), *model_opts, *(["--sheet-images", "0"] if args.no_sheet else []))
     summary = json.loads((out / "summary.json").read_text())
     images_dir = REPO / "docs" / "images"
     images_dir.mkdir(parents=True, exist_ok=True)
     shutil.copy(out / "rd.png", images_dir / "rd-onedc-tiny.png")
-    if (out / "sheet.png").exists():
+    if (out / "sheet.png").exists() and not args.no_sheet:
         shutil.copy(out / "sheet.png", images_dir / "sheet-onedc-tiny.png")
     card = Path(args.card)
     text = card.read_text() if card.exists() else ""

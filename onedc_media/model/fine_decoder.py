@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import copy
 import hashlib
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +36,8 @@ from onedc_media.errors import ModelError
 from onedc_media.model.bitstream import FINE_ID_BYTES
 
 __all__ = ["FINE_DECODER_FILE", "FINE_DECODER_FORMAT", "FineDecoder", "fine_decoder_state", "load_fine_decoder"]
+
+log = logging.getLogger(__name__)
 
 FINE_DECODER_FILE = "fine-decoder.safetensors"
 FINE_DECODER_FORMAT = "onedc-fine-decoder/1"
@@ -64,10 +67,11 @@ def fine_decoder_state(model: nn.Module) -> dict[str, torch.Tensor]:
 
 
 def load_fine_decoder(folder: str | os.PathLike, model: nn.Module, model_sha256: str) -> FineDecoder | None:
-    """The fine decoder in model *folder*, or ``None`` when it has none.
+    """The fine decoder in model *folder*, or ``None`` when it has none (or has another
+    model's, which is logged and not used).
 
-    Refuses (``ModelError``) a file that is not a fine decoder of this model: other
-    tensor names, or metadata naming other weights.
+    Refuses (``ModelError``) a damaged file, or one that is not a fine decoder of this
+    kind of model (other format, other tensor names).
     """
     from safetensors import safe_open
     from safetensors.torch import load
@@ -85,8 +89,11 @@ def load_fine_decoder(folder: str | os.PathLike, model: nn.Module, model_sha256:
     if meta.get("format") != FINE_DECODER_FORMAT:
         raise ModelError(f"{path} is not a OneDC fine decoder (format {meta.get('format')!r})")
     if meta.get("model_sha256") != model_sha256:
-        raise ModelError(f"{path} belongs to the model with weights sha256 "
-                         f"{str(meta.get('model_sha256'))[:16]}..., not {model_sha256[:16]}...")
+        # another version's (a folder whose model.safetensors was swapped): the model works
+        # without it, and pictures that name a fine decoder are refused by their id
+        log.warning("%s belongs to the model with weights sha256 %s..., not %s...: not used",
+                    path, str(meta.get("model_sha256"))[:16], model_sha256[:16])
+        return None
     want = set(_decoder_keys(model))
     if set(tensors) != want:
         raise ModelError(f"{path} does not match the model's VAE decoder: missing "
