@@ -139,7 +139,8 @@ def test_vae_teacher_stage2_and_export(tmp_path, corpus):
     assert all(np.isfinite(_losses(tmp_path / "teacher")))
     s2 = train(_config(tmp_path, corpus, "stage2", "s2", steps=2, lr=1e-4, init=str(tmp_path / "s1"),
                        teacher=str(tmp_path / "teacher")), progress=False)
-    rows = list(csv.DictReader(open(tmp_path / "s2" / "metrics.csv")))
+    with open(tmp_path / "s2" / "metrics.csv") as fh:
+        rows = list(csv.DictReader(fh))
     assert all(np.isfinite(float(r[k])) for r in rows for k in ("dmd", "rec", "fake_loss", "disc_loss"))
     # Only the U-Net moved in Stage II.
     before = s1.stage.model.state_dict()
@@ -280,3 +281,25 @@ def test_gpu_pack_bad_input_is_one_line(tmp_path, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 2 and err[0].startswith("gpu_pack unharvest:")
     assert not (tmp_path / "out").exists()
+
+
+def test_an_exported_model_folder_starts_a_run(tmp_path, corpus):
+    """``init`` takes an exported model (here the embedded one, by name): the fine decoder's
+    config starts from the shipped weights, and its frozen VAE encoder stays them."""
+    from safetensors.torch import load_file
+
+    from onedc_media.model.loading import embedded_model_dir
+    from onedc_media.train.run import train
+
+    path = tmp_path / "fine.yaml"
+    cfg = yaml.safe_load((Path(__file__).parents[1] / "configs/train/vae-dec-fine-tiny.yaml").read_text())
+    cfg.update(run_dir=str(tmp_path / "fine"), train_data=str(corpus), val_data=None, crop=64, batch_size=2,
+               steps=1, ckpt_every=1, threads=1, cache_images=False)
+    path.write_text(yaml.safe_dump(cfg))
+    train(path, progress=False)
+    shipped = load_file(str(embedded_model_dir("onedc-tiny") / "model.safetensors"))
+    after = load_file(str(tmp_path / "fine" / "checkpoints" / "step_00000001" / "model.safetensors"))
+    enc = [k for k in shipped if k.startswith("vae.model.encoder.")]
+    dec = [k for k in shipped if k.startswith("vae.model.decoder.") and shipped[k].ndim == 4]
+    assert enc and all(torch.equal(after[k], shipped[k].float()) for k in enc)
+    assert any(not torch.equal(after[k], shipped[k].float()) for k in dec)  # the decoder trained

@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from onedc_media.errors import ModelError
 
-__all__ = ["save_checkpoint", "load_checkpoint", "latest_checkpoint"]
+__all__ = ["latest_checkpoint", "load_checkpoint", "save_checkpoint"]
 
 
 def _flatten_optimizer(state: dict[str, Any]) -> tuple[dict[str, torch.Tensor], dict[str, Any]]:
@@ -109,4 +109,5 @@ def load_checkpoint(ckpt: str | os.PathLike, model: torch.nn.Module,
         if tf.exists():
             meta = json.loads((ckpt / f"optimizer-{name}.json").read_text())
             opt.load_state_dict(_unflatten_optimizer(load_file(str(tf)), meta))
-    return json.loads((ckpt / "trainer.json").read_text())
+    state = ckpt / "trainer.json"  # an exported model folder (an init) has none
+    return json.loads(state.read_text()) if state.exists() else {}

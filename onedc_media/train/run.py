@@ -30,9 +30,9 @@ def prepare(cfg: TrainConfig, *, progress: bool = True) -> Trainer:
     model = build_model(cfg.model)
     resumable = latest_checkpoint(cfg.run_dir) is not None
     if cfg.init and not resumable:
-        ckpt = latest_checkpoint(cfg.init)
+        ckpt = latest_checkpoint(cfg.init) or _exported_model(cfg.init)
         if ckpt is None:
-            raise ModelError(f"init: no checkpoint in {cfg.init}")
+            raise ModelError(f"init: no checkpoint or exported model in {cfg.init}")
         load_checkpoint(ckpt, model, None, strict=cfg.init_strict)
         log.info("initialised from %s", ckpt)
         if cfg.init_gain_shift:
@@ -58,3 +58,17 @@ def train(config: str | os.PathLike, *, max_steps: int | None = None,
     trainer = prepare(cfg, progress=progress)
     trainer.run(max_steps=max_steps, max_seconds=max_seconds)
     return trainer
+
+
+def _exported_model(spec: str):  # -> Path | None
+    """An exported model folder (or an embedded model's name) as an ``init``: its float16
+    inference weights start the run (training-only heads stay at their initialisation, so
+    ``init_strict: false``); e.g. the fine decoder starts from the shipped ``onedc-tiny``."""
+    from pathlib import Path
+
+    from onedc_media.model.loading import embedded_model_dir
+
+    for d in (Path(spec), embedded_model_dir(str(spec))):
+        if (d / "model.safetensors").is_file() and (d / "config.json").is_file():
+            return d
+    return None
