@@ -301,7 +301,7 @@ def test_the_cost_is_what_the_decoder_draws_plus_the_bits(engines, crop):
     enc = a.analyse([crop])[0]
     with torch.no_grad():
         base = a.base_latent(dec)
-        got = a._layer_cost(a.fine_decoder.vae, x, base, sym, chunk, enc, cfg)
+        got = a._layer_cost(a.fine_decoder.vae, x, base, sym, 8 * len(chunk), enc, cfg)
         d = (a.fine_decoder.vae.decode(base + dec.residual[None]).clamp(-1, 1) - x)
     want = float(4 * d.square().mean() + d.abs().mean()) + cfg.lmbda * 8 * len(chunk) / crop.shape[0] / crop.shape[1]
     assert got == pytest.approx(want, rel=1e-5)

@@ -288,8 +288,8 @@ class OneDCEngine:
         if H <= self.tile and W <= self.tile:
             _, y, z_idx, _ = m.analyse(x)
             return y, z_idx
-        # Tiles overlap by 128 px; each keeps the y cells of its interior. z is computed
-        # from the stitched y (the hyper-encoder is cheap at 1/16).
+        # Overlapping tiles, each keeping the y cells of its interior (_interior_tiles). z is
+        # computed from the stitched y (the hyper-encoder is cheap at 1/16).
         y = None
         for tile, dst, src in _interior_tiles(H, W, self.tile, 16):
             latent = m.vae.encode(x[tile])
@@ -393,16 +393,15 @@ class OneDCEngine:
             later = None if progress is None else (lambda n, base_n=done: progress(base_n + n))
             sym = fit_residual(vae.decode, x, base, enc.height, enc.width, residual, later, start=start)
             done += residual_steps(enc.height, enc.width, residual)
-            chunk = (b"" if fine is None else fine.id) + pack_residual(
-                sym, residual.step_code, self.coder, self.parsing.freqs.numpy())
+            body = pack_residual(sym, residual.step_code, self.coder, self.parsing.freqs.numpy())
             cost = None
             if best is not None or fine is not None and residual.decoder == "best":
+                bits = 8 * (len(body) + (0 if fine is None else FINE_ID_BYTES))  # the id is paid for too
                 with torch.no_grad():
-                    cost = self._layer_cost(vae, x, base, sym, chunk, enc, residual)
+                    cost = self._layer_cost(vae, x, base, sym, bits, enc, residual)
             if best is None or cost < best[0]:
-                best = (cost, chunk, fine)
-        _, chunk, fine = best
-        body = chunk if fine is None else chunk[FINE_ID_BYTES:]
+                best = (cost, body, fine)
+        _, body, fine = best
         return add_residual(payload, body, num_rates=self.num_rates, fine_id=None if fine is None else fine.id)
 
     def _residual_decoders(self, residual: ResidualConfig) -> list[FineDecoder | None]:
@@ -411,17 +410,17 @@ class OneDCEngine:
             return [None]
         return [self.fine_decoder] if residual.decoder == "fine" else [self.fine_decoder, None]
 
-    def _layer_cost(self, vae, x: Tensor, base: Tensor, sym: Tensor, chunk: bytes, enc: EncodedLatents,
+    def _layer_cost(self, vae, x: Tensor, base: Tensor, sym: Tensor, bits: int, enc: EncodedLatents,
                     residual: ResidualConfig) -> float:
         """What the fit minimises, measured on what a decoder will draw: ``4 * MSE + L1``
-        on the picture's pixels (in [-1, 1]) + ``lmbda`` x the layer's bits per pixel."""
+        on the picture's pixels (in [-1, 1]) + ``lmbda`` x the layer's *bits* per pixel."""
         from onedc_media.model.residual import STEP_DENOMINATOR
 
         step = residual.step_code / STEP_DENOMINATOR
         e = sym.clamp(-self.coder.support, self.coder.support).to(base.device, base.dtype)[None]
         x_hat = self._vae_tiled(base + step * e, None, vae.decode)
         d = (x_hat.float().clamp(-1, 1) - x.float())[..., : enc.height, : enc.width]
-        return float(4 * d.square().mean() + d.abs().mean()) + residual.lmbda * 8 * len(chunk) / (enc.height * enc.width)
+        return float(4 * d.square().mean() + d.abs().mean()) + residual.lmbda * bits / (enc.height * enc.width)
 
     def encode_steps(self, height: int, width: int, refine: RefineConfig | None = None,
                      residual: ResidualConfig | None = None) -> int:
