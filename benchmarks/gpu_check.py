@@ -226,6 +226,53 @@ def check_errors(dev_engine, packets) -> None:
         )
 
 
+def check_layered(dev_engine, cpu_engine, frames, q: int, *, refine: int) -> None:
+    """Pictures with the residual layer, encoded on the device: through each VAE decoder
+    (the fine decoder and the model's), the CPU reads the flag and the layer back, and the
+    device runtime draws them as the CPU does (fp32 tolerance). The encode's time is
+    reported: refinement and the layer's fit are the slow part of a layered encode."""
+    from dataclasses import replace
+
+    from onedc_media.model.refine import RefineConfig
+    from onedc_media.model.residual import enhance_config
+    from onedc_media.runtime import SequenceDecoder
+
+    if dev_engine.fine_decoder is None:
+        record("FAIL", "layered", "the engine has no fine decoder")
+        return
+    lmbda = float(dev_engine.model.config.rate_points[q]["lmbda"])
+    mp = sum(f.shape[0] * f.shape[1] for f in frames) / 1e6
+    for decoder in ("fine", "model", "best"):
+        cfg = replace(enhance_config(1, lmbda), decoder=decoder)
+        sync(str(dev_engine.device))
+        t = time.perf_counter()
+        packets = dev_engine.compress(frames, q, refine=RefineConfig(steps=refine), residual=cfg)
+        sync(str(dev_engine.device))
+        enc_s = time.perf_counter() - t
+        decs = [cpu_engine.entropy_decode(p) for p in packets]
+        layered = all(d.residual is not None for d in decs)
+        flags = [d.fine for d in decs]
+        cpu = cpu_engine.synthesize(decs)
+        dev = list(SequenceDecoder(dev_engine).decode(packets))
+        p, mx = compare(dev, cpu)
+        ok = (
+            layered
+            and p >= FP32_MIN_PSNR
+            and (decoder == "best" or all(f == (decoder == "fine") for f in flags))
+        )
+        quality = ", ".join(f"{psnr(c, f):.2f}" for c, f in zip(cpu, frames))
+        bpp = ", ".join(
+            f"{len(b) * 8 / (f.shape[0] * f.shape[1]):.3f}" for b, f in zip(packets, frames)
+        )
+        record(
+            "PASS" if ok else "FAIL",
+            f"layered ({decoder} decoder)",
+            f"q{q + 1} refine={refine} enhance=1 on {dev_engine.device}: fine flags {flags}, device vs "
+            f"CPU decode min PSNR {p:.1f} dB (>= {FP32_MIN_PSNR}), max |diff| {mx}; bpp {bpp}; "
+            f"PSNR {quality} dB; encode {enc_s:.1f} s ({enc_s / mp:.1f} s/MP)",
+        )
+
+
 # -- throughput ---------------------------------------------------------------------------
 
 
@@ -341,7 +388,9 @@ def throughput(
         fallbacks.__exit__()
     if fallbacks.messages and any(opts.get(k) for k in ("compile", "cuda_graphs")):
         row["fell_back_to_eager"] = True
-        record("FAIL", f"{model} {size} {precision} {opts}", f"timed eager: {fallbacks.messages[0]}")
+        record(
+            "FAIL", f"{model} {size} {precision} {opts}", f"timed eager: {fallbacks.messages[0]}"
+        )
     PERF.append(row)
     say(
         "perf "
@@ -378,7 +427,18 @@ def main(argv: list[str] | None = None) -> int:
     )
     ap.add_argument("--repeats", type=int, default=3)
     ap.add_argument("--json", type=Path, help="write checks and throughput rows here")
+    ap.add_argument(
+        "--parts",
+        default="agreement,layered,throughput",
+        help="comma-separated: agreement (symbols, pixels, errors), layered (the residual "
+        "layer and the fine decoder), throughput",
+    )
+    ap.add_argument("--refine", type=int, default=10, help="refinement steps of the layered check")
     args = ap.parse_args(argv)
+    parts = {x.strip() for x in args.parts.split(",") if x.strip()}
+    unknown = parts - {"agreement", "layered", "throughput"}
+    if unknown:
+        ap.error(f"unknown part(s): {', '.join(sorted(unknown))}")
 
     import torch
 
@@ -409,50 +469,67 @@ def main(argv: list[str] | None = None) -> int:
     # 1-3: agreement on real photos at the first size
     w, h = sizes[0]
     frames = clip(n_check, w, h)
-    packets = check_symbols(dev_engine, cpu_engine, frames, q)
-    pix = check_pixels(dev_engine, cpu_engine, packets, quick=quick)
-    check_errors(dev_engine, packets)
+    pix: dict = {}
+    if "agreement" in parts:
+        packets = check_symbols(dev_engine, cpu_engine, frames, q)
+        pix = check_pixels(dev_engine, cpu_engine, packets, quick=quick)
+        check_errors(dev_engine, packets)
+    if "layered" in parts:
+        check_layered(
+            dev_engine,
+            cpu_engine,
+            frames[:2],
+            min(4, dev_engine.num_rates - 1),
+            refine=1 if quick else args.refine,
+        )
 
     # 4: throughput
-    with tempfile.TemporaryDirectory() as tmp:
-        engines = [("onedc-tiny", dev_engine)]
-        try:
-            engines.append(("onedc-sd15-random", sd15_engine(device, quick, Path(tmp))))
-        except Exception as exc:  # noqa: BLE001 - reported
-            record("FAIL", "sd15-shaped model", f"{type(exc).__name__}: {exc}")
-            traceback.print_exc()
-        for name, engine in engines:
-            for w, h in sizes:
-                if name != "onedc-tiny" and (w, h) == sizes[1] and elapsed() > args.budget * 0.8:
-                    record("INFO", f"{name} {w}x{h}", "skipped: over budget")
-                    continue
-                distinct = clip(min(4, n_perf[(w, h)]), w, h)
-                t = time.perf_counter()
-                base = engine.compress(distinct[:2], min(q, engine.num_rates - 1))
-                say(f"{name} {w}x{h}: encoded {len(base)} in {time.perf_counter() - t:.1f} s")
-                seq = [base[i % len(base)] for i in range(n_perf[(w, h)])]
-                runs: list[dict] = [{}]
-                if device.startswith("cuda"):
-                    runs.append({"precision": "bf16", "sequential": False})
-                    if name == "onedc-tiny" and (w, h) == sizes[0]:
-                        runs.append({"cuda_graphs": True, "sequential": False})
-                        runs.append({"compile": True, "sequential": False})
-                for opts in runs:
-                    if opts.get("compile") and elapsed() > args.budget * 0.5:
-                        record("INFO", f"{name} {w}x{h} compile", "skipped: over budget")
+    if "throughput" in parts:
+        with tempfile.TemporaryDirectory() as tmp:
+            engines = [("onedc-tiny", dev_engine)]
+            try:
+                engines.append(("onedc-sd15-random", sd15_engine(device, quick, Path(tmp))))
+            except Exception as exc:  # noqa: BLE001 - reported
+                record("FAIL", "sd15-shaped model", f"{type(exc).__name__}: {exc}")
+                traceback.print_exc()
+            for name, engine in engines:
+                for w, h in sizes:
+                    if (
+                        name != "onedc-tiny"
+                        and (w, h) == sizes[1]
+                        and elapsed() > args.budget * 0.8
+                    ):
+                        record("INFO", f"{name} {w}x{h}", "skipped: over budget")
                         continue
-                    throughput(engine, seq, model=name, size=f"{w}x{h}", repeats=repeats, **opts)
-            del engine
-        if device.startswith("cuda") and torch.cuda.device_count() > 1:
-            throughput(
-                dev_engine,
-                seq,
-                model="onedc-tiny",
-                size="multi-gpu",
-                repeats=repeats,
-                device="cuda:*",
-                sequential=False,
-            )
+                    distinct = clip(min(4, n_perf[(w, h)]), w, h)
+                    t = time.perf_counter()
+                    base = engine.compress(distinct[:2], min(q, engine.num_rates - 1))
+                    say(f"{name} {w}x{h}: encoded {len(base)} in {time.perf_counter() - t:.1f} s")
+                    seq = [base[i % len(base)] for i in range(n_perf[(w, h)])]
+                    runs: list[dict] = [{}]
+                    if device.startswith("cuda"):
+                        runs.append({"precision": "bf16", "sequential": False})
+                        if name == "onedc-tiny" and (w, h) == sizes[0]:
+                            runs.append({"cuda_graphs": True, "sequential": False})
+                            runs.append({"compile": True, "sequential": False})
+                    for opts in runs:
+                        if opts.get("compile") and elapsed() > args.budget * 0.5:
+                            record("INFO", f"{name} {w}x{h} compile", "skipped: over budget")
+                            continue
+                        throughput(
+                            engine, seq, model=name, size=f"{w}x{h}", repeats=repeats, **opts
+                        )
+                del engine
+            if device.startswith("cuda") and torch.cuda.device_count() > 1:
+                throughput(
+                    dev_engine,
+                    seq,
+                    model="onedc-tiny",
+                    size="multi-gpu",
+                    repeats=repeats,
+                    device="cuda:*",
+                    sequential=False,
+                )
 
     # summary
     print("\nSUMMARY (gpu_check, issue 7)")

@@ -70,7 +70,7 @@ def pack(args: argparse.Namespace) -> int:
     from safetensors.torch import load_file, save_file
 
     from onedc_media.train.checkpoint import latest_checkpoint
-    from onedc_media.train.data import ImageFolderDataset, _open_rgb
+    from onedc_media.train.data import ImageFolderDataset
 
     out: Path = args.out
     ckpt = latest_checkpoint(args.init)
@@ -93,11 +93,7 @@ def pack(args: argparse.Namespace) -> int:
     source = {"init": str(ckpt), "shipped_sha256": _sha256(SHIPPED)}
     (out / "source.json").write_text(json.dumps(source, indent=2) + "\n")
 
-    train = sorted(p for p in Path(args.train).iterdir() if p.is_file())
-    (out / "train").mkdir()
-    for p in train:  # decoded as training decodes them (EXIF orientation, 16-bit, RGB)
-        Image.fromarray(_open_rgb(p)).save(out / "train" / (p.stem + ".webp"), "WEBP",
-                                            lossless=True, quality=100, method=4)
+    train = _write_webp(Path(args.train), out / "train")
     val = ImageFolderDataset(args.val, args.val_crop, train=False, skip_invalid=True)
     (out / "val").mkdir()
     for i in range(min(args.val_images, len(val))):
@@ -106,6 +102,33 @@ def pack(args: argparse.Namespace) -> int:
     size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
     print(f"{out}: {len(train)} training pictures, {min(args.val_images, len(val))} validation "
           f"crops, {len(extras)} extra tensors; {size / 2**20:.1f} MiB")
+    return 0
+
+
+def _write_webp(src: Path, dest: Path) -> list[Path]:
+    """Every picture of *src* as lossless WebP in *dest* (same stems, so the same order),
+    decoded as training decodes them (EXIF orientation, 16-bit, RGB)."""
+    from PIL import Image
+
+    from onedc_media.train.data import _open_rgb
+
+    files = sorted(p for p in src.iterdir() if p.is_file())
+    dest.mkdir(parents=True, exist_ok=True)
+    for p in files:
+        Image.fromarray(_open_rgb(p)).save(dest / (p.stem + ".webp"), "WEBP",
+                                           lossless=True, quality=100, method=4)
+    return files
+
+
+def images(args: argparse.Namespace) -> int:
+    """Training and validation pictures alone, for runs that start from shipped weights
+    (the fine decoder: ``configs/train/vae-dec-fine-gpu.yaml``)."""
+    out: Path = args.out
+    if out.exists():
+        shutil.rmtree(out)
+    n = {split: len(_write_webp(src, out / split)) for split, src in (("train", args.train), ("val", args.val))}
+    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+    print(f"{out}: {n['train']} training and {n['val']} validation pictures; {size / 2**20:.1f} MiB")
     return 0
 
 
@@ -224,6 +247,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val-crop", type=int, default=256)
     p.add_argument("-o", "--out", type=Path, default=ROOT / "data" / "gpu")
     p.set_defaults(fn=pack)
+    p = sub.add_parser("images", help="write data/gpu-fine: the pictures alone, lossless (here)")
+    p.add_argument("--train", type=Path, default=ROOT / "data" / "corpus" / "train")
+    p.add_argument("--val", type=Path, default=ROOT / "data" / "corpus" / "val")
+    p.add_argument("-o", "--out", type=Path, default=ROOT / "data" / "gpu-fine")
+    p.set_defaults(fn=images)
     p = sub.add_parser("assemble", help="rebuild the init checkpoint (there)")
     p.add_argument("pack", type=Path, nargs="?", default=ROOT / "data" / "gpu")
     p.set_defaults(fn=assemble)

@@ -9,8 +9,12 @@
 #                    timeout_s: 590  (SECONDS=560 by default: the whole script's deadline)
 #   back here:       python scripts/gpu_pack.py unharvest OUT/stage1t-tiny runs/stage1t-tiny --base runs/stage1n-tiny
 #
+# A vae-stage config (the fine decoder: configs/train/vae-dec-fine-gpu.yaml, carry
+# ["data/gpu-fine", ".whl"], no data/gpu) comes back as NAME.fine-decoder.safetensors, exported.
+#
 # Set in the environment: CONFIGS (space-separated train configs), DEVICE (cuda),
-# DEADLINE_S (560), CHECK_BUDGET (260 seconds for the GPU check, 0 skips it), REFINE_CHECK=1
+# DEADLINE_S (560), CHECK_BUDGET (260 seconds for the GPU check, 0 skips it), CHECK_ARGS
+# (more arguments of benchmarks/gpu_check.py, e.g. "--parts layered"), REFINE_CHECK=1
 # (benchmarks/refine_device.py before training), NO_WHEELS=1
 # (use the installed packages). A dry run here: NO_WHEELS=1 DEVICE=cpu CHECK_BUDGET=0
 # DEADLINE_S=170 OUT=/tmp/gto PATH=.venv/bin:$PATH bash scripts/gpu_train.sh
@@ -30,15 +34,17 @@ if [ -z "${NO_WHEELS:-}" ]; then   # NO_WHEELS=1: the local environment has them
 fi
 export PYTHONPATH="/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
-python3 scripts/gpu_pack.py assemble data/gpu || exit 2
-# The assembled init (~42 MiB) is rebuilt on every call: never leave it in the pack, where a
-# dry run here would push the next lease's carry (data/gpu + .whl) over its 64 MiB.
-trap 'rm -rf data/gpu/init' EXIT
+if [ -d data/gpu ]; then   # Stage I configs start from data/gpu/init; vae configs need no pack
+  python3 scripts/gpu_pack.py assemble data/gpu || exit 2
+  # The assembled init (~42 MiB) is rebuilt on every call: never leave it in the pack, where a
+  # dry run here would push the next lease's carry (data/gpu + .whl) over its 64 MiB.
+  trap 'rm -rf data/gpu/init' EXIT
+fi
 
 if [ "$check_budget" -gt 0 ]; then
   echo "== GPU check (budget ${check_budget} s)"
   timeout $((check_budget + 90)) python3 benchmarks/gpu_check.py --device cuda --repeats 2 \
-    --budget "$check_budget" --json "$out/gpu_check.json" > "$out/gpu_check.log" 2>&1
+    --budget "$check_budget" --json "$out/gpu_check.json" ${CHECK_ARGS:-} > "$out/gpu_check.log" 2>&1
   echo "gpu_check exit $?"; tail -n 40 "$out/gpu_check.log"
 fi
 
@@ -67,7 +73,14 @@ for cfg in $configs; do
   name=$(basename "$cfg" .yaml)
   run=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['run_dir'])" "$cfg")
   tail -n 5 "$out/$name.log"
-  python3 scripts/gpu_pack.py harvest "$run" "$out/$name" || true
+  stage=$(python3 -c "import yaml,sys; print(yaml.safe_load(open(sys.argv[1]))['stage'])" "$cfg")
+  if [ "$stage" = vae ]; then   # a fine decoder: 735 KB, exported beside a copy of the model
+    rm -rf /tmp/fine-model && cp -r onedc_media/weights/onedc-tiny /tmp/fine-model \
+      && python3 -m onedc_media.cli.main export "$run" --fine-decoder -o /tmp/fine-model \
+      && cp /tmp/fine-model/fine-decoder.safetensors "$out/$name.fine-decoder.safetensors"
+  else
+    python3 scripts/gpu_pack.py harvest "$run" "$out/$name" || true
+  fi
   cp "$run/metrics.csv" "$out/$name-metrics.csv" 2>/dev/null
   cp "$run/val.csv" "$out/$name-val.csv" 2>/dev/null
   tail -n 3 "$run/metrics.csv" 2>/dev/null; cat "$run/val.csv" 2>/dev/null

@@ -294,3 +294,26 @@ def test_enhance_levels_follow_the_rate_point():
     assert low.step == high.step
     with pytest.raises(ValueError, match="does not exist"):
         enhance_config(9, 1.0)
+    # Fractional levels lie between their neighbours, geometrically: 1.5 is the mean of
+    # 1 and 2 in log weight.
+    mid = enhance_config(1.5, 4.0).lmbda
+    assert enhance_config(2, 4.0).lmbda < mid < low.lmbda
+    assert mid == pytest.approx((enhance_config(1, 4.0).lmbda * enhance_config(2, 4.0).lmbda) ** 0.5)
+    for level in (0.5, 3.5):
+        with pytest.raises(ValueError, match="does not exist"):
+            enhance_config(level, 1.0)
+
+
+def test_enhance_option_takes_fractions_and_refuses_below_one():
+    """``--opt enhance=1.4`` sets the layer between levels; 0 < enhance < 1 is refused with
+    the option's name (it is neither off nor a level)."""
+    from onedc_media.errors import CodecOptionError
+    from onedc_media.model.residual import enhance_config
+    import onedc_media
+
+    info = onedc_media.load_plugins(blocked=[]).codecs.get("onedc")
+    enc = info.create().encoder(info.resolve_options({"quality": 5, "enhance": "1.4"}))
+    point = enc.engine.model.config.rate_points[enc.q]
+    assert enc.residual == enhance_config(1.4, float(point["lmbda"]))
+    with pytest.raises(CodecOptionError, match="enhance"):
+        info.create().encoder(info.resolve_options({"quality": 5, "enhance": "0.5"}))

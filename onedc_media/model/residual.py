@@ -42,10 +42,12 @@ from onedc_media.errors import BitstreamError
 __all__ = [
     "DECODERS",
     "ENHANCE_LEVELS",
+    "ENHANCE_MAX",
     "ENHANCE_STEP",
     "STEP_DENOMINATOR",
     "ResidualConfig",
     "enhance_config",
+    "enhance_weight",
     "fit_residual",
     "pack_residual",
     "residual_steps",
@@ -62,8 +64,11 @@ _CELL = 8  # pixels per latent sample
 #: ``--opt enhance=N``: the layer's rate weight as a fraction of the rate point's own
 #: (``RATE_SCALE * lmbda_q``, what refinement and training use), so ``-q`` still orders
 #: the layered pictures. Chosen on held-out photos (model card): 0.4 with the step below
-#: gave the most dB per added bit of the settings tried; lower spends more.
+#: gave the most dB per added bit of the settings tried; lower spends more. Each whole
+#: level halves the weight; a fractional level (``enhance=1.5``) lies between its
+#: neighbours on that geometric scale, so the layer's bits can be set finer than the levels.
 ENHANCE_LEVELS: dict[int, float] = {1: 0.4, 2: 0.2, 3: 0.1}
+ENHANCE_MAX = float(max(ENHANCE_LEVELS))
 #: The residual step of the ``enhance`` levels (0.1 and 0.2 measured about as efficient).
 ENHANCE_STEP = 0.15
 #: ``ResidualConfig.decoder``'s choices.
@@ -122,14 +127,20 @@ class ResidualConfig:
         return round(self.step * STEP_DENOMINATOR)
 
 
-def enhance_config(level: int, point_lmbda: float) -> ResidualConfig:
+def enhance_weight(level: float) -> float:
+    """The rate weight of ``--opt enhance=level`` (1 .. ``ENHANCE_MAX``, fractions too), as
+    a fraction of the rate point's own: ``ENHANCE_LEVELS`` at whole levels, geometric between."""
+    if not 1.0 <= level <= ENHANCE_MAX:
+        raise ValueError(f"enhance level {level:g} does not exist (1..{ENHANCE_MAX:g})")
+    return ENHANCE_LEVELS[1] * 2.0 ** (1.0 - level)
+
+
+def enhance_config(level: float, point_lmbda: float) -> ResidualConfig:
     """The residual layer of ``--opt enhance=level`` at a rate point whose config ``lmbda``
     is *point_lmbda*."""
     from onedc_media.model.refine import RATE_SCALE
 
-    if level not in ENHANCE_LEVELS:
-        raise ValueError(f"enhance level {level} does not exist (1..{max(ENHANCE_LEVELS)})")
-    return ResidualConfig(step=ENHANCE_STEP, lmbda=ENHANCE_LEVELS[level] * RATE_SCALE * point_lmbda)
+    return ResidualConfig(step=ENHANCE_STEP, lmbda=enhance_weight(level) * RATE_SCALE * point_lmbda)
 
 
 def _spans(n: int, size: int) -> list[tuple[int, int]]:

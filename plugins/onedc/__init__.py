@@ -30,9 +30,10 @@ ONEDC = CodecInfo(
                     "above q1 on held-out photos, 50-77 s per megapixel on 2 CPU cores; 10: most of the "
                     "quality in a third of the time). Decoding is unchanged",
                     min=0, max=1000),
-        CodecOption("enhance", "int", 0, "latent residual layer: integer corrections to the "
+        CodecOption("enhance", "float", 0, "latent residual layer: integer corrections to the "
                     "latent the decoder's VAE receives, coded after the rate point (0 = off; 1..3 "
-                    "spend more bits for more quality; with refine=30, 1 at -q 4..5 and 2 at -q 5 "
+                    "spend more bits for more quality, each whole level halves the weight of the "
+                    "layer's bits, fractions lie between; with refine=30, 1 at -q 4..5 and 2 at -q 5 "
                     "were the efficient points, see the model card). Fitted through the model's "
                     "fine decoder and its own, keeping the cheaper per picture: about 55 s per "
                     "megapixel more on 2 CPU cores. Readers older than the layer refuse such files",

@@ -77,7 +77,9 @@ class OneDCEncoder(Encoder):
         from onedc_media.model.residual import enhance_config
 
         self.refine = RefineConfig(steps=steps) if steps else None
-        level = int(options.get("enhance") or 0)
+        level = float(options.get("enhance") or 0)
+        if 0 < level < 1:
+            raise CodecOptionError(f"option 'enhance' must be 0 (off) or 1..3, got {level:g}")
         point = self.engine.model.config.rate_points[self.q]
         self.residual = enhance_config(level, float(point["lmbda"])) if level else None
 
