@@ -128,6 +128,67 @@ def test_old_layered_pictures_decode_as_before(engines, plain_engine, crop):
     assert np.array_equal(engines[0].decompress([old])[0], plain_engine.decompress([old])[0])
 
 
+def test_earlier_fine_decoders_kept_in_the_folder_still_draw_their_pictures(folders, engines, crop,
+                                                                          layered, tmp_path):
+    """A folder whose fine decoder was replaced keeps the old one as fine-decoder.<id>: the
+    encoder uses the new one, pictures that name the old one decode as they did."""
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.fine_decoder import FINE_DECODER_FILE, earlier_fine_decoder_name
+
+    a, b = engines
+    d = tmp_path / "m"
+    shutil.copytree(folders[1], d)  # current: B
+    shutil.copy(folders[0] / FINE_DECODER_FILE, d / earlier_fine_decoder_name(a.fine_decoder.sha256))
+    eng = OneDCEngine.from_pretrained(d)
+    assert eng.fine_decoder.id == b.fine_decoder.id
+    dec = eng.entropy_decode(layered)  # written through A
+    assert dec.fine_id == a.fine_decoder.id
+    assert np.array_equal(eng.decompress([layered])[0], a.decompress([layered])[0])
+    new = eng.compress([crop], 3, residual=_cfg(decoder="fine"))[0]
+    assert eng.entropy_decode(new).fine_id == b.fine_decoder.id
+    # the bytes decide, not the name: a file named for A that holds B draws nothing of A's
+    shutil.copy(folders[1] / FINE_DECODER_FILE, d / earlier_fine_decoder_name(a.fine_decoder.sha256))
+    with pytest.raises(ModelMismatchError, match=a.fine_decoder.id.hex()):
+        OneDCEngine.from_pretrained(d).entropy_decode(layered)
+
+
+def test_export_keeps_the_fine_decoder_it_replaces(folders, engines, tmp_path):
+    from onedc_media.model.fine_decoder import FINE_DECODER_FILE, earlier_fine_decoder_name
+    from onedc_media.train.export import export_fine_decoder
+
+    a, b = engines
+    d = tmp_path / "m"
+    shutil.copytree(folders[0], d)  # current: A
+    before = {p.name for p in d.glob("fine-decoder*")}
+    run_b = _vae_checkpoint(tmp_path / "run-b", 2)  # seed 2: B's tensors, as the fixture made them
+    _, sha = export_fine_decoder(run_b, d)
+    assert sha == b.fine_decoder.sha256
+    kept = d / earlier_fine_decoder_name(a.fine_decoder.sha256)
+    assert kept.read_bytes() == (folders[0] / FINE_DECODER_FILE).read_bytes()
+    export_fine_decoder(run_b, d)  # the same decoder again: nothing more is kept
+    assert {p.name for p in d.glob("fine-decoder*")} == before | {kept.name}
+
+
+def test_the_shipped_model_keeps_its_earlier_fine_decoder(crop):
+    """Pictures written with the fine decoder onedc-tiny shipped first (c75b31e5...) decode
+    with the package as it is now, drawn by that decoder."""
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.fine_decoder import load_fine_decoder
+    from onedc_media.model.loading import embedded_model_dir
+
+    d = embedded_model_dir()
+    current = OneDCEngine.from_pretrained("onedc-tiny")
+    old_file = d / "fine-decoder.c75b31e59eb8689e.safetensors"
+    old = load_fine_decoder(d, current.model, current.ref.sha256, old_file)
+    assert old is not None and old.sha256.startswith("c75b31e59eb8689e")
+    assert current.fine_decoder.id != old.id
+    writer = OneDCEngine.from_pretrained("onedc-tiny", fine_decoder=old)  # as that version encoded
+    packet = writer.compress([crop], 3, residual=_cfg(decoder="fine"))[0]
+    dec = current.entropy_decode(packet)
+    assert dec.fine_id == old.id
+    assert np.array_equal(current.decompress([packet])[0], writer.decompress([packet])[0])
+
+
 def test_pictures_drawn_by_a_missing_or_other_fine_decoder_are_refused(engines, plain_engine, layered):
     with pytest.raises(ModelMismatchError, match="has none"):
         plain_engine.entropy_decode(layered)

@@ -307,9 +307,9 @@ def test_enhance_levels_follow_the_rate_point():
 def test_enhance_option_takes_fractions_and_refuses_below_one():
     """``--opt enhance=1.4`` sets the layer between levels; 0 < enhance < 1 is refused with
     the option's name (it is neither off nor a level)."""
+    import onedc_media
     from onedc_media.errors import CodecOptionError
     from onedc_media.model.residual import enhance_config
-    import onedc_media
 
     info = onedc_media.load_plugins(blocked=[]).codecs.get("onedc")
     enc = info.create().encoder(info.resolve_options({"quality": 5, "enhance": "1.4"}))

@@ -20,6 +20,7 @@ import hashlib
 import json
 import logging
 import os
+import threading
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import partial
@@ -80,11 +81,17 @@ class DecodedLatents:
     symbols: list[np.ndarray] | None = None  #: per chunk, when asked for (tests, hashing)
     #: float32 [C, H/8, W/8] added to the latent before the VAE decoder (the residual layer)
     residual: Tensor | None = None
-    fine: bool = False  #: the residual layer is drawn by the engine's fine decoder
+    #: the id of the fine decoder that draws the residual layer (``None``: the model's decoder)
+    fine_id: bytes | None = None
+
+    @property
+    def fine(self) -> bool:
+        """The residual layer is drawn by a fine decoder."""
+        return self.fine_id is not None
 
     @property
     def shape_key(self) -> tuple[int, ...]:
-        return (*self.y_hat.shape, self.residual is not None, self.fine)
+        return (*self.y_hat.shape, self.residual is not None, self.fine_id or b"")
 
 
 def tile_spans(n: int, tile: int, overlap: int, align: int) -> list[tuple[int, int]]:
@@ -127,13 +134,15 @@ class OneDCEngine:
     :param fine_decoder: the model's fine decoder, if it has one
         (:mod:`~onedc_media.model.fine_decoder`): residual layers are fitted through it
         and pictures that name it are drawn by it.
+    :param fine_dir: the model folder, searched for the earlier fine decoder a picture
+        names (loaded when first needed).
     """
 
     band_rows = 32
 
     def __init__(self, model, parsing: IntParsing, ref: ModelRef, *, device: str | torch.device | None = None,
                  dtype: torch.dtype = torch.float32, tile: int = 1024,
-                 fine_decoder: FineDecoder | None = None) -> None:
+                 fine_decoder: FineDecoder | None = None, fine_dir: str | os.PathLike | None = None) -> None:
         if tile % 64 or tile < 256:
             raise ValueError("tile must be a multiple of 64 and at least 256")
         self.model = model.eval()
@@ -146,6 +155,9 @@ class OneDCEngine:
         self.fine_decoder = fine_decoder
         if fine_decoder is not None:
             torch.nn.Module.to(fine_decoder.vae, self.device, dtype)
+        self.fine_dir = None if fine_dir is None else Path(fine_dir)
+        self._earlier_fine: dict[bytes, FineDecoder] = {}
+        self._fine_lock = threading.Lock()
         self.coder = TableCoder(parsing.freqs.numpy(), parsing.config.table.precision)
         self.levels = tuple(parsing.config.z_levels)
         lv = torch.tensor(self.levels, dtype=torch.int64)
@@ -205,6 +217,7 @@ class OneDCEngine:
             from onedc_media.model.fine_decoder import load_fine_decoder
 
             kwargs["fine_decoder"] = load_fine_decoder(d, model, ref.sha256)
+        kwargs.setdefault("fine_dir", d)
         return cls(model, parsing, ref, **kwargs)
 
     @classmethod
@@ -492,34 +505,45 @@ class OneDCEngine:
             y_hat_g = torch.from_numpy(sym).to(torch.float64) * 2**frac + mu_g[0]
             y_ug[0][:, pos] = P.ungain(y_hat_g, inv_gain[0])
         y_hat = (y_ug.view(M, Hy, Wy) / 2**frac).float()
-        residual = None
+        residual = fine_id = None
         if header.residual:
             from onedc_media.model.residual import unpack_residual
 
             body = chunks[ci]
             if header.fine_decoder:
-                body = self._check_fine_id(body)
+                if len(body) < FINE_ID_BYTES:
+                    raise BitstreamError(f"residual chunk too short ({len(body)} bytes)")
+                fine_id, body = body[:FINE_ID_BYTES], body[FINE_ID_BYTES:]
+                self.fine_decoder_for(fine_id)  # refuse now what cannot be drawn
             residual = unpack_residual(body, self.coder, self.model.config.latent_channels, 2 * Hy, 2 * Wy)
         return DecodedLatents(y_hat, z_int[0], header.q, header.width, header.height,
-                              symbols if keep_symbols else None, residual, header.fine_decoder)
+                              symbols if keep_symbols else None, residual, fine_id)
 
-    def _check_fine_id(self, chunk: bytes) -> bytes:
-        """The residual chunk of a picture drawn by a fine decoder, less the decoder's id,
-        once that id is this engine's fine decoder's."""
-        if len(chunk) < FINE_ID_BYTES:
-            raise BitstreamError(f"residual chunk too short ({len(chunk)} bytes)")
-        want = chunk[:FINE_ID_BYTES]
+    def fine_decoder_for(self, fine_id: bytes) -> FineDecoder:
+        """The fine decoder a picture names: the model's current one, or an earlier one
+        kept in its folder (loaded once, onto this engine's device). ``ModelMismatchError``
+        when the model has no such fine decoder."""
         fine = self.fine_decoder
-        if fine is None:
+        if fine is not None and fine.id == fine_id:
+            return fine
+        with self._fine_lock:
+            found = self._earlier_fine.get(fine_id)
+            if found is None and self.fine_dir is not None:
+                from onedc_media.model.fine_decoder import find_fine_decoder_file, load_fine_decoder
+
+                path = find_fine_decoder_file(self.fine_dir, fine_id)
+                if path is not None:
+                    found = load_fine_decoder(self.fine_dir, self.model, self.ref.sha256, path)
+                if found is not None:
+                    torch.nn.Module.to(found.vae, self.device, self.dtype)
+                    self._earlier_fine[fine_id] = found
+        if found is None:
+            holds = "has none" if fine is None else f"holds {fine.id.hex()}..."
             raise ModelMismatchError(
-                f"the picture is drawn by fine decoder {want.hex()}..., and this decoder's model "
-                f"({self.ref.name}) has none (decode --model DIR with a model folder holding it)")
-        if fine.id != want:
-            raise ModelMismatchError(
-                f"the picture is drawn by fine decoder {want.hex()}..., this decoder's model "
-                f"({self.ref.name}) holds {fine.id.hex()}... (decode --model DIR with a model "
-                "folder holding the right one; the model card lists earlier versions)")
-        return chunk[FINE_ID_BYTES:]
+                f"the picture is drawn by fine decoder {fine_id.hex()}..., this decoder's model "
+                f"({self.ref.name}) {holds} (decode --model DIR with a model folder holding the "
+                "right one; the model card lists earlier versions)")
+        return found
 
     @torch.no_grad()
     def synthesize(self, items: Sequence[DecodedLatents], *, batch_size: int = 8,
@@ -578,10 +602,8 @@ class OneDCEngine:
         the decoder the pictures name."""
         r = torch.stack([it.residual for it in items]).to(y.device, y.dtype)
         vae = self.model.vae
-        if items[0].fine:
-            if self.fine_decoder is None:  # entropy_decode refuses these; latents made by hand
-                raise ModelMismatchError("the pictures are drawn by a fine decoder this engine lacks")
-            vae = self.fine_decoder.vae
+        if items[0].fine_id is not None:
+            vae = self.fine_decoder_for(items[0].fine_id).vae
         return self._vae_tiled(self._latent_tiled(y, z) + r, vae_batch, vae.decode)
 
     def _vae_tiled(self, latent: Tensor, vae_batch: int | None = None,

@@ -18,6 +18,12 @@ the residual chunk; a decoder without that file refuses the picture.
 The file holds the decoder's tensors under the names they have in the model's state dict
 (``vae.model.decoder.*``), float16 like the model, and its metadata names the model it
 belongs to (``model_sha256``).
+
+A fine decoder can be retrained without touching the model, so a model folder keeps the
+ones it shipped before as ``fine-decoder.<id>.safetensors`` (:data:`EARLIER_FINE_DECODERS`):
+the encoder uses ``fine-decoder.safetensors`` only, a decoder finds any of them by the id
+a picture names (:func:`find_fine_decoder_file`), so files written with an earlier one
+still decode.
 """
 
 from __future__ import annotations
@@ -35,12 +41,23 @@ from torch import nn
 from onedc_media.errors import ModelError
 from onedc_media.model.bitstream import FINE_ID_BYTES
 
-__all__ = ["FINE_DECODER_FILE", "FINE_DECODER_FORMAT", "FineDecoder", "fine_decoder_state", "load_fine_decoder"]
+__all__ = [
+    "EARLIER_FINE_DECODERS",
+    "FINE_DECODER_FILE",
+    "FINE_DECODER_FORMAT",
+    "FineDecoder",
+    "earlier_fine_decoder_name",
+    "find_fine_decoder_file",
+    "fine_decoder_state",
+    "load_fine_decoder",
+]
 
 log = logging.getLogger(__name__)
 
 FINE_DECODER_FILE = "fine-decoder.safetensors"
 FINE_DECODER_FORMAT = "onedc-fine-decoder/1"
+#: Fine decoders a model shipped before its current one (glob in the model folder).
+EARLIER_FINE_DECODERS = "fine-decoder.*.safetensors"
 
 
 @dataclass
@@ -66,9 +83,27 @@ def fine_decoder_state(model: nn.Module) -> dict[str, torch.Tensor]:
     return {k: sd[k].detach().to("cpu", torch.float16).contiguous() for k in _decoder_keys(model)}
 
 
-def load_fine_decoder(folder: str | os.PathLike, model: nn.Module, model_sha256: str) -> FineDecoder | None:
-    """The fine decoder in model *folder*, or ``None`` when it has none (or has another
-    model's, which is logged and not used).
+def earlier_fine_decoder_name(sha256: str) -> str:
+    """The file name an earlier fine decoder keeps in its model folder."""
+    return f"fine-decoder.{sha256[: 2 * FINE_ID_BYTES]}.safetensors"
+
+
+def find_fine_decoder_file(folder: str | os.PathLike, fine_id: bytes) -> Path | None:
+    """The file in model *folder* whose SHA-256 starts with *fine_id* (the current fine
+    decoder or an earlier one), or ``None``. Names are a hint: the bytes decide."""
+    d = Path(folder)
+    candidates = [d / FINE_DECODER_FILE, d / earlier_fine_decoder_name(fine_id.hex())]
+    candidates += sorted(p for p in d.glob(EARLIER_FINE_DECODERS) if p not in candidates)
+    for path in candidates:
+        if path.is_file() and hashlib.sha256(path.read_bytes()).digest()[:FINE_ID_BYTES] == fine_id:
+            return path
+    return None
+
+
+def load_fine_decoder(folder: str | os.PathLike, model: nn.Module, model_sha256: str,
+                      path: str | os.PathLike | None = None) -> FineDecoder | None:
+    """The fine decoder in model *folder* (or the file *path*), or ``None`` when it has
+    none (or has another model's, which is logged and not used).
 
     Refuses (``ModelError``) a damaged file, or one that is not a fine decoder of this
     kind of model (other format, other tensor names).
@@ -76,7 +111,7 @@ def load_fine_decoder(folder: str | os.PathLike, model: nn.Module, model_sha256:
     from safetensors import safe_open
     from safetensors.torch import load
 
-    path = Path(folder) / FINE_DECODER_FILE
+    path = Path(folder) / FINE_DECODER_FILE if path is None else Path(path)
     if not path.is_file():
         return None
     data = path.read_bytes()

@@ -774,6 +774,7 @@ def engine_on(engine: Any, device: str, *, channels_last: bool = False) -> Any:
                 dtype=engine.dtype,
                 tile=engine.tile,
                 fine_decoder=copy.deepcopy(fine),
+                fine_dir=getattr(engine, "fine_dir", None),
             )
             if channels_last:
                 replica.model.to(memory_format=torch.channels_last)

@@ -9,6 +9,7 @@ temporary folder and renamed into place.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import shutil
@@ -128,7 +129,9 @@ def export_fine_decoder(checkpoint: str | os.PathLike, model_dir: str | os.PathL
     (:mod:`~onedc_media.model.fine_decoder`); returns the file's path.
 
     Refused when the run's VAE encoder differs from the model's: the fine decoder draws
-    the model's latents, so it must have been trained on that latent space.
+    the model's latents, so it must have been trained on that latent space. A fine decoder
+    of this model already there is kept beside it as ``fine-decoder.<id>.safetensors``:
+    pictures written with it go on decoding.
     """
     from safetensors.torch import load_file
 
@@ -136,6 +139,7 @@ def export_fine_decoder(checkpoint: str | os.PathLike, model_dir: str | os.PathL
     from onedc_media.model.fine_decoder import (
         FINE_DECODER_FILE,
         FINE_DECODER_FORMAT,
+        earlier_fine_decoder_name,
         fine_decoder_state,
         load_fine_decoder,
     )
@@ -159,8 +163,11 @@ def export_fine_decoder(checkpoint: str | os.PathLike, model_dir: str | os.PathL
         raise ModelError(f"{ckpt} holds no VAE decoder (missing {missing[:3]})")
     tensors = {k: sd[k].to(torch.float16).contiguous() for k in wanted}
     path = Path(model_dir) / FINE_DECODER_FILE
+    previous = load_fine_decoder(model_dir, model, engine.ref.sha256) if path.is_file() else None
     tmp = path.with_name(f".{path.name}.tmp")
     save_canonical(tensors, tmp, {"format": FINE_DECODER_FORMAT, "model_sha256": engine.ref.sha256})
+    if previous is not None and previous.sha256 != hashlib.sha256(tmp.read_bytes()).hexdigest():
+        os.replace(path, path.with_name(earlier_fine_decoder_name(previous.sha256)))
     os.replace(tmp, path)
     fine = load_fine_decoder(model_dir, model, engine.ref.sha256)  # what a decoder will do
     return path, fine.sha256
