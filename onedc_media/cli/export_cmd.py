@@ -25,7 +25,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--fine-decoder", action="store_true",
                    help="the checkpoint is a VAE-decoder run (configs/train/vae-dec-fine-tiny.yaml): "
                    "write its decoder into the existing model folder -o as fine-decoder.safetensors, "
-                   "the decoder that draws pictures with the residual layer (--opt enhance=N)")
+                   "the decoder that draws pictures with the residual layer (--opt enhance=N); "
+                   "the one it replaces stays beside it as fine-decoder.<id>.safetensors, so "
+                   "pictures written with it still decode")
     p.set_defaults(func=run)
 
 
@@ -36,10 +38,13 @@ def run(args: argparse.Namespace) -> int:
     from onedc_media.train.export import export_checkpoint
 
     if args.fine_decoder:
+        from onedc_media.model.fine_decoder import EARLIER_FINE_DECODERS
         from onedc_media.train.export import export_fine_decoder
 
         path, sha = export_fine_decoder(args.checkpoint, args.output)
         print(f"wrote the fine decoder {path}\n  sha256 {sha}")
+        for kept in sorted(path.parent.glob(EARLIER_FINE_DECODERS)):
+            print(f"  kept earlier {kept.name}")
         return 0
     card = Path(args.card).read_text() if args.card else None
     out = export_checkpoint(args.checkpoint, args.output, model_spec=args.model, card=card)
