@@ -21,6 +21,7 @@ import argparse
 import csv
 import json
 import math
+import re
 import shutil
 import subprocess
 import sys
@@ -81,7 +82,7 @@ def interp_at(curve: list[dict], bpp: float, key: str) -> float | None:
     return float(np.interp(math.log(bpp), xs, ys))
 
 
-def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: tuple[int, ...] = ()) -> str:
+def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: tuple[str, ...] = ()) -> str:
     curves = summary["curves"]
     lines = [(
         f"Measured with `onedc-media eval {images}` on {len(summary['images'])} held-out photos "
@@ -90,10 +91,13 @@ def rd_markdown(summary: dict, images: str, refine: int = 0, enhance: tuple[int,
         "are interpolated (log-rate) to OneDC's bpp on their measured curves; `-` = that codec "
         "cannot reach the rate."
     )]
-    def onedc_label(refined: bool, level: int = 0) -> str | None:
+    def onedc_label(refined: bool, level: str = "") -> str | None:
+        def has(lab: str, opt: str) -> bool:  # a whole option of the label ("enhance=1" is not "enhance=1.4")
+            return re.search(rf"[\[,]{re.escape(opt)}[,\]]", lab) is not None
+
         return next((lab for lab in curves if (lab == "onedc" or lab.startswith("onedc["))
-                     and (f"refine={refine}" in lab) == refined
-                     and (f"enhance={level}" in lab if level else "enhance=" not in lab)), None)
+                     and has(lab, f"refine={refine}") == refined
+                     and (has(lab, f"enhance={level}") if level else "enhance=" not in lab)), None)
 
     plain, refined = onedc_label(False), onedc_label(True) if refine else None
     if plain:
@@ -215,16 +219,16 @@ def main(argv: list[str] | None = None) -> int:
                     help="also measure the refining encoder with this many steps (0: do not)")
     ap.add_argument("--enhance", action="append", metavar="LEVEL:Q,...",
                     help="also measure this level of the latent residual layer, with the refining "
-                    "encoder, at these rate points (repeatable; default 1:5,6 and 2:5; 0: none)")
+                    "encoder, at these rate points (repeatable; default 1:5,6, 1.4:5 and 2:5; 0: none)")
     ap.add_argument("--no-sheet", action="store_true",
                     help="skip the visual sheet (its crops are encoded again by every curve's encoder, "
                     "minutes with the slow ones); docs/images keeps the last one")
     args = ap.parse_args(argv)
-    levels: dict[int, str] = {}
-    for spec in args.enhance or ["1:5,6", "2:5"]:
+    levels: dict[str, str] = {}  # as written on the command line and in the eval's labels
+    for spec in args.enhance or ["1:5,6", "1.4:5", "2:5"]:
         level, _, qualities = spec.partition(":")
-        if int(level):
-            levels[int(level)] = qualities or "5"
+        if float(level):
+            levels[level] = qualities or "5"
     out = Path(args.out)
     drop_stale_onedc_rows(out, model_sha(args.model))
     drop_stale_onedc_rows(out, fine_sha(args.model), "onedc-fine-decoder.sha256", layered_only=True)
