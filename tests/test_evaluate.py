@@ -343,3 +343,11 @@ def test_bench_cli(capsys):
     )
     data = json.loads(capsys.readouterr().out)
     assert {r["subject"] for r in data["rows"]} == {"jpeg", "webp"}
+
+
+def test_curve_labels_show_whole_floats_as_integers():
+    """``--opt onedc:enhance=1`` is stored as a float option; its curve keeps the label the
+    integer option had (``enhance=1``), and fractions show as written."""
+    assert CodecSpec("onedc", (5,), {"enhance": 1.0, "refine": 30}).label == "onedc[enhance=1,refine=30]"
+    assert CodecSpec("onedc", (5,), {"enhance": 1.4}).label == "onedc[enhance=1.4]"
+    assert CodecSpec("jpeg", (10,)).label == "jpeg"

@@ -138,7 +138,15 @@ class CodecSpec:
     def label(self) -> str:
         if not self.options:
             return self.name
-        return self.name + "[" + ",".join(f"{k}={v}" for k, v in sorted(self.options.items())) + "]"
+        return self.name + "[" + ",".join(f"{k}={_option_text(v)}" for k, v in sorted(self.options.items())) + "]"
+
+
+def _option_text(value: Any) -> str:
+    """An option's value as a label shows it: a whole float as an integer (``enhance=1``,
+    however the option's type stores it), other values as written."""
+    if isinstance(value, float) and value.is_integer():
+        return str(int(value))
+    return str(value)
 
 
 def default_qualities(info: CodecInfo) -> tuple[Any, ...]:
