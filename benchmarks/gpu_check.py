@@ -273,6 +273,40 @@ def check_layered(dev_engine, cpu_engine, frames, q: int, *, refine: int) -> Non
         )
 
 
+def check_earlier_fine(dev_engine, cpu_engine, frames, q: int) -> None:
+    """Pictures drawn by a fine decoder the model kept from before (``fine-decoder.<id>``):
+    written by an engine whose current fine decoder is that one, then drawn by the device
+    runtime, which finds it by the id the pictures name, as the CPU does."""
+    from dataclasses import replace
+
+    from onedc_media.model.engine import OneDCEngine
+    from onedc_media.model.fine_decoder import EARLIER_FINE_DECODERS, load_fine_decoder
+    from onedc_media.model.residual import enhance_config
+    from onedc_media.runtime import SequenceDecoder
+
+    folder = dev_engine.fine_dir
+    files = sorted(folder.glob(EARLIER_FINE_DECODERS)) if folder is not None else []
+    if not files:
+        record("INFO", "earlier fine decoder", "the model keeps none")
+        return
+    old = load_fine_decoder(folder, cpu_engine.model, cpu_engine.ref.sha256, files[0])
+    writer = OneDCEngine.from_pretrained(folder, device=dev_engine.device, fine_decoder=old)
+    lmbda = float(dev_engine.model.config.rate_points[q]["lmbda"])
+    cfg = replace(enhance_config(1, lmbda), decoder="fine")
+    packets = writer.compress(frames, q, residual=cfg)
+    ids = {cpu_engine.entropy_decode(p).fine_id for p in packets}
+    cpu = cpu_engine.decompress(packets)
+    dev = list(SequenceDecoder(dev_engine).decode(packets))
+    p, mx = compare(dev, cpu)
+    ok = ids == {old.id} and old.id != dev_engine.fine_decoder.id and p >= FP32_MIN_PSNR
+    record(
+        "PASS" if ok else "FAIL",
+        "earlier fine decoder",
+        f"{files[0].name}: pictures naming {old.id.hex()} drawn on {dev_engine.device} (current "
+        f"{dev_engine.fine_decoder.id.hex()}) vs CPU min PSNR {p:.1f} dB, max |diff| {mx}",
+    )
+
+
 # -- throughput ---------------------------------------------------------------------------
 
 
@@ -482,6 +516,7 @@ def main(argv: list[str] | None = None) -> int:
             min(4, dev_engine.num_rates - 1),
             refine=1 if quick else args.refine,
         )
+        check_earlier_fine(dev_engine, cpu_engine, frames[:2], min(4, dev_engine.num_rates - 1))
 
     # 4: throughput
     if "throughput" in parts:
