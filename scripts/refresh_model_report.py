@@ -219,13 +219,13 @@ def main(argv: list[str] | None = None) -> int:
                     help="also measure the refining encoder with this many steps (0: do not)")
     ap.add_argument("--enhance", action="append", metavar="LEVEL:Q,...",
                     help="also measure this level of the latent residual layer, with the refining "
-                    "encoder, at these rate points (repeatable; default 1:5,6, 1.4:5 and 2:5; 0: none)")
+                    "encoder, at these rate points (repeatable; default 1:5, 1.25:5, 1.4:5 and 2:5: the card's; 0: none)")
     ap.add_argument("--no-sheet", action="store_true",
                     help="skip the visual sheet (its crops are encoded again by every curve's encoder, "
                     "minutes with the slow ones); docs/images keeps the last one")
     args = ap.parse_args(argv)
     levels: dict[str, str] = {}  # as written on the command line and in the eval's labels
-    for spec in args.enhance or ["1:5,6", "1.4:5", "2:5"]:
+    for spec in args.enhance or ["1:5", "1.25:5", "1.4:5", "2:5"]:
         level, _, qualities = spec.partition(":")
         if float(level):
             levels[level] = qualities or "5"
