@@ -78,10 +78,11 @@ class OneDCEncoder(Encoder):
 
         self.refine = RefineConfig(steps=steps) if steps else None
         level = float(options.get("enhance") or 0)
-        if 0 < level < 1:
-            raise CodecOptionError(f"option 'enhance' must be 0 (off) or 1..3, got {level:g}")
         point = self.engine.model.config.rate_points[self.q]
-        self.residual = enhance_config(level, float(point["lmbda"])) if level else None
+        try:  # the option's range admits 0 < enhance < 1, which is neither off nor a level
+            self.residual = enhance_config(level, float(point["lmbda"])) if level else None
+        except ValueError as exc:
+            raise CodecOptionError(f"option 'enhance': {exc} (0 turns the layer off)") from None
 
     def encode(self, frames: Sequence[np.ndarray]) -> list[bytes]:
         frames = check_frames(frames)
