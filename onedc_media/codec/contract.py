@@ -129,6 +129,10 @@ class CodecInfo:
     :param factory: ``"package.module:Attribute"`` naming a :class:`Codec` subclass;
         imported on first use only.
     :param quality_option: the option ``-q/--quality`` maps to (``None`` if none).
+    :param quality_ladder: the quality values, lowest first, that span the codec's useful
+        range on photographs: what ``eval`` measures by default, what quality-targeted
+        encoding searches and what the size-matrix tests cover. Empty: six points over the
+        quality option's range.
     """
 
     name: str
@@ -140,6 +144,7 @@ class CodecInfo:
     options: tuple[CodecOption, ...] = ()
     capabilities: Capabilities = field(default_factory=Capabilities)
     quality_option: str | None = "quality"
+    quality_ladder: tuple[Any, ...] = ()
     plugin: str = ""  #: set by the registry to the plugin that registered it
 
     def __post_init__(self) -> None:
@@ -156,6 +161,35 @@ class CodecInfo:
             raise PluginError(
                 f"codec {self.name!r}: quality_option {self.quality_option!r} is not an option"
             )
+        if self.quality_ladder:
+            if self.quality_option is None:
+                raise PluginError(f"codec {self.name!r}: quality_ladder without quality_option")
+            opt = self.option(self.quality_option)
+            for value in self.quality_ladder:
+                try:
+                    opt.validate(value)
+                except CodecOptionError as exc:
+                    raise PluginError(f"codec {self.name!r}: quality_ladder: {exc}") from None
+
+    def ladder(self) -> tuple[Any, ...]:
+        """The quality values to measure or search, lowest quality first.
+
+        :attr:`quality_ladder` where the codec declares one, else six points over the
+        quality option's range (its default where the range is open); ``(None,)`` for a
+        codec without a quality option.
+        """
+        if self.quality_option is None:
+            return (None,)
+        if self.quality_ladder:
+            return self.quality_ladder
+        opt = self.option(self.quality_option)
+        if opt.min is None or opt.max is None or opt.type not in ("int", "float"):
+            return (opt.default,)
+        step = (opt.max - opt.min) / 5
+        values = [opt.min + i * step for i in range(5)] + [opt.max]
+        if opt.type == "int":
+            return tuple(sorted({round(v) for v in values}))
+        return tuple(float(v) for v in values)
 
     def option(self, name: str) -> CodecOption:
         for opt in self.options:

@@ -34,7 +34,6 @@ from onedc_media.evaluate.metrics import (
 )
 from onedc_media.evaluate.report import Report, summarize, write_report
 from onedc_media.evaluate.runner import (
-    DEFAULT_QUALITIES,
     CodecSpec,
     EvalRun,
     find_images,
@@ -46,7 +45,6 @@ from onedc_media.evaluate.runner import (
 )
 
 __all__ = [
-    "DEFAULT_QUALITIES",
     "BjontegaardError",
     "CodecSpec",
     "EvalRun",

@@ -47,12 +47,10 @@ from onedc_media.errors import CodecOptionError, InvalidImageError, MediaError, 
 from onedc_media.evaluate import metrics
 
 __all__ = [
-    "DEFAULT_QUALITIES",
     "IMAGE_EXTENSIONS",
     "RESULT_FIELDS",
     "CodecSpec",
     "EvalRun",
-    "default_qualities",
     "find_images",
     "load_image",
     "odc_file_size",
@@ -61,18 +59,6 @@ __all__ = [
     "resolve_specs",
     "run_evaluation",
 ]
-
-#: Quality ladders that span roughly 0.02-1 bpp on photographs (measured on the
-#: held-out corpus: a 512x384 indoor scene is at 0.19 / 0.03 / 0.07 bpp for the lowest
-#: jpeg / avif / hevc-intra point and near 1 bpp at the highest). JPEG cannot go below
-#: about 0.15 bpp; its ladder starts there.
-DEFAULT_QUALITIES: dict[str, tuple[int, ...]] = {
-    "onedc": (1, 2, 3, 4, 5, 6),
-    "jpeg": (2, 5, 10, 20, 30, 50, 75),
-    "webp": (1, 5, 10, 25, 50, 75, 85),
-    "avif": (1, 5, 10, 20, 30, 40, 50, 60),
-    "hevc-intra": (1, 5, 10, 15, 20, 25, 30, 40),
-}
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pnm")
 
@@ -149,21 +135,6 @@ def _option_text(value: Any) -> str:
     return str(value)
 
 
-def default_qualities(info: CodecInfo) -> tuple[Any, ...]:
-    """The default ladder: :data:`DEFAULT_QUALITIES`, else 6 points over the option's range."""
-    if info.quality_option is None:
-        return (None,)
-    if info.name in DEFAULT_QUALITIES:
-        return DEFAULT_QUALITIES[info.name]
-    opt = info.option(info.quality_option)
-    if opt.min is None or opt.max is None or opt.type not in ("int", "float"):
-        return (opt.default,)
-    values = np.linspace(opt.min, opt.max, 6)
-    if opt.type == "int":
-        return tuple(sorted({round(v) for v in values}))
-    return tuple(float(v) for v in values)
-
-
 def parse_qualities(text: str | None, codecs: Sequence[str]) -> dict[str, list[str]]:
     """Parse ``-q``: ``"jpeg=5,10,20;onedc=1,2,3"`` per codec, or ``"10,20,30"`` for all.
 
@@ -220,7 +191,7 @@ def resolve_specs(
             except CodecOptionError as exc:
                 raise CodecOptionError(f"codec {name!r}: {exc}") from None
         else:
-            ladder = default_qualities(info)
+            ladder = info.ladder()
         try:
             codec = info.create()
             probe = {} if ladder[0] is None else {info.quality_option: ladder[0]}

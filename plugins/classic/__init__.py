@@ -40,6 +40,10 @@ X265_PRESETS = (
 )
 
 
+# The quality ladders run from each codec's lowest useful rate on photographs to near
+# transparency; JPEG cannot reach the lowest rates of the others, so its ladder starts higher.
+
+
 def _quality(default: int, help: str) -> CodecOption:
     return CodecOption("quality", "int", default, help, min=1, max=100)
 
@@ -61,6 +65,7 @@ CODECS: tuple[CodecInfo, ...] = (
                 choices=("420", "422", "444"),
             ),
         ),
+        quality_ladder=(2, 5, 10, 20, 30, 50, 75),
     ),
     CodecInfo(
         name="webp",
@@ -69,6 +74,7 @@ CODECS: tuple[CodecInfo, ...] = (
         lossy=True,
         factory=f"{_OPENCV}:WebpCodec",
         options=(_quality(75, "libwebp quality; higher is better and larger"),),
+        quality_ladder=(1, 5, 10, 25, 50, 75, 85),
     ),
     CodecInfo(
         name="png",
@@ -102,6 +108,7 @@ CODECS: tuple[CodecInfo, ...] = (
                 "preset", "int", 6, "SVT-AV1 preset; lower is slower and smaller", min=0, max=13
             ),
         ),
+        quality_ladder=(1, 5, 10, 20, 30, 40, 50, 60),
     ),
     CodecInfo(
         name="hevc-intra",
@@ -119,6 +126,7 @@ CODECS: tuple[CodecInfo, ...] = (
                 choices=X265_PRESETS,
             ),
         ),
+        quality_ladder=(1, 5, 10, 15, 20, 25, 30, 40),
     ),
 )
 

@@ -50,10 +50,12 @@ The conversions use swscale with area downsampling and bicubic chroma upsampling
 RGB -> 4:2:0 -> RGB round trip alone gives 47.5 dB PSNR this way, against 41.8 dB with
 swscale's default flags; HEVC at quality 90 comes within 0.2 dB of that ceiling.
 
-4:2:0 needs even sizes and the encoders have minimum sizes (SVT-AV1 8x8 here to be safe,
-x265 16x16): smaller or odd frames are padded by repeating the last row / column, and
-the decoder crops back to the size in the header. 1x1 therefore works, at the cost of
-coding a 16x16 (HEVC) or 8x8 (AV1) picture.
+4:2:0 needs even sizes and the encoders have minimum sizes: smaller or odd frames are
+padded by repeating the last row / column, and the decoder crops back to the size in the
+header. 1x1 therefore works, at the cost of coding a 16x16 picture. x265 refuses pictures
+under 16x16; some SVT-AV1 builds corrupt their heap and abort the process on an 8x8
+picture (PyAV 18.1.1's), so AV1 pictures are padded to 16x16 too. Packets written when
+AV1 pictures were padded only to 8x8 still decode: the decoder accepts either coded size.
 """
 
 from __future__ import annotations
@@ -123,11 +125,13 @@ class IntraSpec:
     magic: bytes
     encoder: str  #: FFmpeg encoder name
     decoder: str  #: FFmpeg decoder name
-    min_side: int  #: smallest picture the encoder accepts (after padding)
+    min_side: int  #: smallest picture the encoder is given (after padding)
+    #: every ``min_side`` packets were ever written with, so older packets still decode
+    decode_min_sides: tuple[int, ...]
 
 
-AVIF = IntraSpec("avif", b"AV1I", "libsvtav1", "libdav1d", 8)
-HEVC = IntraSpec("hevc-intra", b"HEVI", "libx265", "hevc", 16)
+AVIF = IntraSpec("avif", b"AV1I", "libsvtav1", "libdav1d", 16, (16, 8))
+HEVC = IntraSpec("hevc-intra", b"HEVI", "libx265", "hevc", 16, (16,))
 
 
 def pack_packet(spec: IntraSpec, width: int, height: int, payload: bytes) -> bytes:
@@ -158,9 +162,9 @@ def unpack_packet(spec: IntraSpec, index: int, data: bytes) -> tuple[int, int, b
     return width, height, bool(flags & FLAG_FULL_RANGE), payload
 
 
-def _coded_size(spec: IntraSpec, width: int, height: int) -> tuple[int, int]:
-    """The padded size the encoder codes: even, and at least ``spec.min_side``."""
-    return max(spec.min_side, width + (width & 1)), max(spec.min_side, height + (height & 1))
+def _coded_size(width: int, height: int, min_side: int) -> tuple[int, int]:
+    """The padded size the encoder codes: even, and at least *min_side*."""
+    return max(min_side, width + (width & 1)), max(min_side, height + (height & 1))
 
 
 def _aligned(n: int) -> int:
@@ -189,7 +193,7 @@ class IntraEncoder(Encoder):
 
     def _encode_one(self, index: int, frame: np.ndarray) -> bytes:
         height, width = frame.shape[:2]
-        coded_w, coded_h = _coded_size(self.spec, width, height)
+        coded_w, coded_h = _coded_size(width, height, self.spec.min_side)
         if (coded_w, coded_h) != (width, height):
             frame = np.pad(frame, ((0, coded_h - height), (0, coded_w - width), (0, 0)), "edge")
         yuv = av.VideoFrame.from_ndarray(frame, format="rgb24").reformat(
@@ -230,7 +234,8 @@ class IntraDecoder(Decoder):
         name = self.spec.codec
         data = as_bytes(name, index, packet)
         width, height, full_range, payload = unpack_packet(self.spec, index, data)
-        coded_w, coded_h = _coded_size(self.spec, width, height)
+        coded = {_coded_size(width, height, m) for m in self.spec.decode_min_sides}
+        coded_w, coded_h = max(coded)
         try:
             ctx = av.CodecContext.create(self.spec.decoder, "r")
             # FFmpeg refuses, before allocating, any picture larger than the header
@@ -245,7 +250,7 @@ class IntraDecoder(Decoder):
         if len(frames) != 1:
             raise BitstreamError(f"{name} packet {index}: {len(frames)} pictures, expected 1")
         yuv = frames[0]
-        if (yuv.width, yuv.height) != (coded_w, coded_h) or yuv.format.name not in (
+        if (yuv.width, yuv.height) not in coded or yuv.format.name not in (
             "yuv420p",
             "yuvj420p",
         ):

@@ -41,6 +41,7 @@ ONEDC = CodecInfo(
                     min=0, max=3),
     ),
     capabilities=Capabilities(batch=True, cuda=True, lossless=False),
+    quality_ladder=(1, 2, 3, 4, 5, 6),
 )
 
 
