@@ -91,7 +91,8 @@ def test_refine_option_through_the_codec(tmp_path):
     img = np.ascontiguousarray(read_image(DATA / "astronaut.png")[:128, :192])
     encode_pictures([img], tmp_path / "p.odc", codec="onedc", options={"quality": 5}, plugins=plugins)
     res = encode_pictures([img], tmp_path / "r.odc", codec="onedc",
-                          options={"quality": 5, "refine": 10}, plugins=plugins)
+                          options={"quality": 5, "refine": 10}, plugins=plugins,
+                          form="stream")  # the stream form records the codec's parameters
     assert res.pictures == 1
     assert (tmp_path / "r.odc").read_bytes() != (tmp_path / "p.odc").read_bytes()
     with container.open(tmp_path / "r.odc") as inp:

@@ -15,6 +15,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         formatter_class=argparse.RawDescriptionHelpFormatter,
         description="Compress pictures with a registered codec (see `onedc-media codecs`).\n"
         "One input -> one .odc file. Several inputs -> one .odc per input in the -o folder.\n"
+        "A file of one picture is written in the compact still form (a few dozen bytes of\n"
+        "framing); --stream-form writes the stream form instead (what --sequence writes).\n"
         "With --sequence, several pictures of one size go into one file (one packet each).",
         epilog="examples:\n"
         "  onedc-media encode photo.png                    # -> photo.odc, OneDC, default quality\n"
@@ -36,6 +38,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                    help="codec option (repeatable), e.g. --opt device=cuda --opt dtype=bfloat16")
     p.add_argument("--device", help="device for learned codecs (cpu, cuda, cuda:N)")
     p.add_argument("--sequence", action="store_true", help="put all inputs (same size) in one file")
+    p.add_argument("--stream-form", action="store_true",
+                   help="write the stream form even for one picture (JSON stream header with the "
+                   "codec's parameters and the model's full hashes, index, footer) instead of the "
+                   "still form")
     p.add_argument("--no-progress", action="store_true",
                    help="no progress bar (shown on a terminal for slow encoders: OneDC with "
                    "refine or enhance)")
@@ -73,10 +79,11 @@ def run(args: argparse.Namespace) -> int:
         bar = progress_bar(args.no_progress, unit="step", desc=out.name)
         try:
             res = encode_pictures(pictures, out, codec=info.name, options=options, device=args.device,
-                                  progress=bar.update if bar else None)
+                                  progress=bar.update if bar else None,
+                                  form="stream" if args.stream_form else "auto")
         finally:
             if bar:
                 bar.close()
-        print(f"{out}: {res.codec}, {res.pictures} picture(s), {res.file_bytes} bytes, "
+        print(f"{out}: {res.codec}, {res.form} form, {res.pictures} picture(s), {res.file_bytes} bytes, "
               f"{res.bpp:.4f} bpp, {res.seconds:.2f} s")
     return 0

@@ -24,6 +24,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "info",
         help="show the streams, packets, byte counts, model hash and bpp of an .odc file",
         description="Read an .odc file completely (checking every checksum) and print its "
+        "form (stream or still), "
         "streams (codec, size, model name and SHA-256, parameters), packet count, total "
         "bytes, payload bytes, framing overhead and bits per pixel. A damaged or "
         "truncated file is an error.",
@@ -82,6 +83,7 @@ def _report(path: str, inp: Any, stats: Any, index_entries: int, index_source: A
         )
     return {
         "file": path,
+        "form": inp.form,
         "format_version": inp.format_version,
         "min_reader_version": inp.min_reader_version,
         "file_bytes": stats.file_bytes,
@@ -109,7 +111,7 @@ _BASIS = {
 
 def _text(r: dict) -> str:
     versions = f"v{r['format_version']} (min reader v{r['min_reader_version']})"
-    lines = [f"{r['file']}: .odc format {versions}, {r['file_bytes']:,} bytes"]
+    lines = [f"{r['file']}: .odc format {versions}, {r['form']} form, {r['file_bytes']:,} bytes"]
     if r["metadata"]:
         lines.append("  metadata: " + ", ".join(f"{k}={v}" for k, v in r["metadata"].items()))
     for s in r["streams"]:
@@ -121,7 +123,8 @@ def _text(r: dict) -> str:
         f"  total: {n:,} packets ({r['keyframes']:,} keyframes), {r['file_bytes']:,} bytes: "
         f"payload {r['payload_bytes']:,}, framing {r['framing_bytes']:,} ({per}{share:.1f}%)"
     )
-    source = {"trailing": "trailing index", "scan": "no trailing index; found by a scan"}
+    source = {"trailing": "trailing index", "scan": "no trailing index; found by a scan",
+              "still": "a still holds one picture"}
     lines.append(f"  index: {r['index_entries']:,} keyframes ({source[r['index_source']]})")
     return "\n".join(lines)
 
@@ -146,7 +149,10 @@ def _stream_lines(s: dict) -> list[str]:
     if s["model"]:
         m = s["model"]
         parsing = f" (parsing {m['parsing_sha256']})" if m["parsing_sha256"] else ""
-        lines.append(f"    model:   {m['name']} sha256 {m['sha256']}{parsing}")
+        if m["name"] or len(m["sha256"]) != 16:
+            lines.append(f"    model:   {m['name']} sha256 {m['sha256']}{parsing}")
+        else:  # a still's model id; the decoder finds the weights
+            lines.append(f"    model:   id {m['sha256']} (the start of the weights' SHA-256)")
     if s["codec_params"]:
         params = json.dumps(s["codec_params"], sort_keys=True, ensure_ascii=False)
         lines.append(f"    params:  {params}")

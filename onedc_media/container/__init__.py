@@ -12,8 +12,9 @@ critical vs. ancillary by the case of the first type letter) with PyAV's vocabul
             ...
 
 Modules: ``records`` (dataclasses), ``source`` (bounded reads), ``chunks`` (framing),
-``headers`` / ``bodies`` (chunk bodies), ``writer``, ``reader`` and ``stats`` (true byte
-counts and bpp). Importing this package
+``headers`` / ``bodies`` (chunk bodies), ``writer``, ``reader``, ``still`` (the compact
+form of one picture, :func:`write_still`; the reader opens both forms), ``cicp`` (colour
+code points) and ``stats`` (true byte counts and bpp). Importing this package
 loads neither torch nor PyAV.
 """
 
@@ -35,9 +36,11 @@ from onedc_media.container.records import (
     StreamHeader,
 )
 from onedc_media.container.stats import ContainerStats, StreamStats, measure
+from onedc_media.container.still import CODEC_IDS, is_model_id, write_still
 from onedc_media.container.writer import OutputContainer
 
 __all__ = [
+    "CODEC_IDS",
     "FORMAT_VERSION",
     "MAGIC",
     "READER_VERSION",
@@ -53,9 +56,11 @@ __all__ = [
     "Packet",
     "StreamHeader",
     "StreamStats",
+    "is_model_id",
     "is_odc",
     "measure",
     "open",
+    "write_still",
 ]
 
 _File = str | os.PathLike[str] | BinaryIO

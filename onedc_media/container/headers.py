@@ -32,8 +32,10 @@ __all__ = [
     "check_stream_header",
     "decode_file_header",
     "decode_stream_header",
+    "dump_json",
     "encode_file_header",
     "encode_stream_header",
+    "load_json",
 ]
 
 #: Version of the spec this writer follows.
@@ -92,6 +94,11 @@ def _load(body: bytes, what: str) -> dict[str, Any]:
     if not isinstance(obj, dict):
         raise OdcFormatError(f"{what}: JSON is not an object")
     return obj
+
+
+#: Canonical JSON out, checked JSON in: also the still form's codec parameters.
+dump_json = _dump
+load_json = _load
 
 
 # -- validation shared by writer (ValueError) and reader (OdcFormatError) ---------------

@@ -3,6 +3,10 @@
 Opening reads the magic, the file header and every stream header; packets are read on
 demand by :meth:`InputContainer.demux`. A packet is handed out only after its chunk's
 CRC matched, so damage can cost packets but never return a wrong one.
+
+A file in the still form (one picture, :mod:`~onedc_media.container.still`) reads the
+same way: one image stream, one keyframe packet, an index of one entry; ``form`` says
+which form a file is.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from typing import BinaryIO, Literal
 
-from onedc_media.container import bodies, chunks, headers
+from onedc_media.container import bodies, chunks, headers, still
 from onedc_media.container.records import IndexEntry, Limits, Packet, StreamHeader
 from onedc_media.container.source import Source
 from onedc_media.errors import OdcError, OdcFormatError, TruncatedError
@@ -73,6 +77,11 @@ class InputContainer:
         self._frontier: int | None = None
         self._scanned: frozenset[int] = frozenset()
         self.index_source: str | None = None
+        #: ``"stream"`` (the chunked form) or ``"still"`` (one picture, compact framing)
+        self.form = "stream"
+        self._still: still.StillLayout | None = None
+        self._still_packet: Packet | None = None
+        self._still_error: OdcFormatError | None = None
         try:
             with self._named():
                 self._src = Source(fp)
@@ -90,6 +99,14 @@ class InputContainer:
             if chunks.MAGIC.startswith(magic):
                 raise TruncatedError(f"data ends after {len(magic)} bytes, inside the magic")
             raise OdcFormatError("not an .odc file (bad magic)")
+        src.mark()
+        form = src.read(1)
+        if form and still.is_still_form_byte(form[0]):
+            src.unmark()
+            self._open_still(magic + form)
+            return
+        src.seek(len(magic))  # the stream form: that byte starts the OHDR chunk
+        src.unmark()
         keep = (chunks.FILE_HEADER, chunks.STREAM_HEADER).__contains__
         first = chunks.read_chunk(src, self.limits, keep=keep)
         if first is None:
@@ -121,6 +138,40 @@ class InputContainer:
                 )
         self._data_start = src.pos
         self._frontier = self._data_start
+
+    def _open_still(self, first: bytes) -> None:
+        self._still = still.read_still_header(self._src, first, self.limits)
+        self.form = "still"
+        self.format_version = self.min_reader_version = 1
+        self._metadata: dict[str, str] = {}
+        self._streams = [self._still.header]
+        self._data_start = len(chunks.MAGIC)  # the still's one "chunk" is the whole file
+        self._frontier = None
+
+    def _still_demux(self, wanted: set[int] | None, on_damage: OnDamage) -> Iterator[Packet]:
+        packet = self._read_still()
+        if packet is None:
+            if on_damage == "raise" and self._still_error is not None:
+                raise self._still_error
+            return
+        if wanted is None or 0 in wanted:
+            yield packet
+
+    def _read_still(self) -> Packet | None:
+        """The still's one packet (read once, kept: a pipe cannot be read twice), or
+        ``None`` when it is damaged."""
+        layout = self._still
+        if self._still_packet is None and self._still_error is None and layout is not None:
+            try:
+                with self._named():
+                    self._src.seek(layout.payload_start)
+                    data = still.read_still_payload(self._src, layout)
+            except OdcFormatError as exc:
+                self._note(str(exc))
+                self._still_error = exc
+                return None
+            self._still_packet = Packet(0, data, pts=0, duration=1, keyframe=True)
+        return self._still_packet
 
     @property
     def streams(self) -> list[StreamHeader]:
@@ -185,6 +236,8 @@ class InputContainer:
         else:
             start = self._data_start if self._src.seekable else self._src.pos
         self._next_start = None
+        if self._still is not None:
+            return self._still_demux(wanted, on_damage)
         return self._demux(start, wanted, on_damage)
 
     def _demux(self, start: int, wanted: set[int] | None, on_damage: OnDamage) -> Iterator[Packet]:
@@ -271,6 +324,9 @@ class InputContainer:
         the footer), else built by one linear scan. ``index_source`` says which.
         """
         self._require_seekable("index")
+        if self._index is None and self._still is not None:
+            self._index = [IndexEntry(0, 0, self._data_start)]
+            self.index_source = "still"
         if self._index is None:
             with self._named():
                 entries = self._trailing_index()
@@ -327,6 +383,9 @@ class InputContainer:
         fails the check makes the index damaged, and it is rebuilt by a linear scan.
         """
         self._check_stream(stream_index)
+        if self._still is not None:
+            self._next_start = self._data_start
+            return
         entry = self._seek_entry(stream_index, pts)
         if entry is not None and self.index_source == "trailing":
             try:
@@ -357,6 +416,16 @@ class InputContainer:
         """The keyframe packet an index entry points at (checked against the entry)."""
         self._require_seekable("read_packet_at")
         src = self._src
+        if self._still is not None:
+            packet = None
+            if (entry.stream_index, entry.pts, entry.offset) == (0, 0, self._data_start):
+                packet = self._read_still()
+            if packet is None:
+                if self._still_error is not None:
+                    raise self._still_error
+                with self._named():
+                    raise OdcFormatError(f"no packet at byte {entry.offset} of this still")
+            return packet
         with self._named():
             if not self._data_start <= entry.offset < (src.size or 0):
                 raise OdcFormatError(f"no packet at byte {entry.offset}: outside the data")
@@ -437,4 +506,4 @@ class InputContainer:
 
     def __repr__(self) -> str:
         kinds = ", ".join(f"{s.media_type}:{s.codec}" for s in self._streams)
-        return f"<InputContainer {self.name or '?'} v{self.format_version} [{kinds}]>"
+        return f"<InputContainer {self.name or '?'} v{self.format_version} {self.form} [{kinds}]>"

@@ -7,9 +7,9 @@ to ``results.csv``:
 * ``bytes`` / ``bpp``: the packet the encoder returned (``bytes * 8 / pixels``). A packet
   is self-contained and carries the codec's own headers (a JPEG packet is a whole JFIF
   file; AVIF / HEVC packets have a 14-byte header);
-* ``odc_bytes`` / ``odc_bpp``: a whole ``.odc`` file holding that one picture (file and
-  stream headers, packet framing, sync point and index: what ``onedc-media encode``
-  writes), measured by writing it to memory;
+* ``odc_bytes`` / ``odc_bpp``: a whole ``.odc`` file holding that one picture (the still
+  form: codec, size, model id and CRC around the packet, what ``onedc-media encode``
+  writes for one picture), measured by writing it to memory;
 * ``psnr_rgb``, ``psnr_y`` (BT.601 luma), ``ms_ssim``, ``ms_ssim_db`` and ``lpips`` /
   ``dists`` where available (:mod:`onedc_media.evaluate.metrics`);
 * ``encode_ms_per_mp`` / ``decode_ms_per_mp``: wall time of one ``encode`` / ``decode``
@@ -317,23 +317,16 @@ class _ResultsWriter:
 
 
 def odc_file_size(info: CodecInfo, encoder: Encoder, packet: bytes, width: int, height: int) -> int:
-    """Bytes of a complete ``.odc`` file holding *packet* as a one-picture image stream."""
+    """Bytes of the ``.odc`` file ``onedc-media encode`` writes for *packet*: one picture
+    in the still form."""
     from onedc_media import container
+    from onedc_media.stills import SRGB
 
-    buf = io.BytesIO()
-    with container.OutputContainer(buf) as out:
-        stream = out.add_stream(
-            container.StreamHeader(
-                "image",
-                info.name,
-                width=width,
-                height=height,
-                codec_params=dict(getattr(encoder, "params", None) or {}),
-                model=encoder.model,
-            )
-        )
-        out.mux(container.Packet(stream.index, packet, pts=0, keyframe=True))
-    return len(buf.getvalue())
+    header = container.StreamHeader(
+        "image", info.name, width=width, height=height, color=SRGB,
+        codec_params=dict(getattr(encoder, "params", None) or {}), model=encoder.model,
+    )  # fmt: skip
+    return container.write_still(io.BytesIO(), header, packet)
 
 
 class _Session:

@@ -9,7 +9,7 @@ from typing import Any
 
 import yaml
 
-from onedc_media.errors import ModelError
+from onedc_media.errors import ModelError, ModelMismatchError
 
 __all__ = [
     "DEFAULT_MODEL",
@@ -19,6 +19,7 @@ __all__ = [
     "find_model",
     "model_config",
     "repo_configs_dir",
+    "resolve_model_id",
 ]
 
 #: Folders searched for the weights a stream names, ``os.pathsep``-separated: each an
@@ -105,13 +106,76 @@ def find_model(ref: Any, search: str | None = None) -> str | None:
     cannot be read is skipped: one bad folder on the path does not stop the search."""
     search = os.environ.get(MODEL_PATH_ENV, "") if search is None else search
     for root in (Path(r) for r in search.split(os.pathsep) if r):
-        try:
-            if not root.is_dir():
-                continue
-            folders = [root, *sorted(p for p in root.iterdir() if p.is_dir())]
-        except OSError:
-            continue
-        for folder in folders:
+        for folder in _folders(root):
             if _holds(folder, ref):
                 return str(folder)
     return None
+
+
+def _folders(root: Path) -> list[Path]:
+    """*root* and the folders in it (a model folder, or a folder of them); none if unreadable."""
+    try:
+        if not root.is_dir():
+            return []
+        return [root, *sorted(p for p in root.iterdir() if p.is_dir())]
+    except OSError:
+        return []
+
+
+def _ref_of(folder: Path) -> Any | None:
+    """The ``ModelRef`` of a complete model folder (as its engine states it), or None."""
+    from onedc_media.codec.contract import ModelRef
+    from onedc_media.model.engine import parsing_hash
+
+    try:
+        if not all((folder / f).is_file() for f in ("config.json", "model.safetensors",
+                                                      "parsing.safetensors")):
+            return None
+        name = json.loads((folder / "config.json").read_text()).get("name", folder.name)
+        return ModelRef(str(name), _file_sha256(folder / "model.safetensors"),
+                        parsing_hash(_file_sha256(folder / "parsing.safetensors")))
+    except (OSError, ValueError, AttributeError):
+        return None
+
+
+def resolve_model_id(ref: Any, folder: str | os.PathLike | None = None,
+                     search: str | None = None) -> Any:
+    """The full ``ModelRef`` of the weights a still's model id (the first 16 hex digits of
+    their SHA-256, :func:`onedc_media.container.is_model_id`) names.
+
+    With *folder* (a model folder or an embedded model's name: the caller's explicit
+    choice) only that model is considered. Otherwise the embedded models and the folders
+    of *search* (default ``$ONEDC_MEDIA_MODEL_PATH``; ``decode --model DIR`` extends it)
+    are. Copies of the same weights are one model; two different models whose SHA-256
+    start alike are ambiguous and refused rather than guessed between.
+
+    :raises ModelMismatchError: no weights match (naming where it looked), or several do.
+    """
+    prefix = ref.sha256
+    if folder is not None:
+        path = Path(folder) if Path(folder).is_dir() else embedded_model_dir(str(folder))
+        places, candidates = [str(folder)], [path]
+    else:
+        search = os.environ.get(MODEL_PATH_ENV, "") if search is None else search
+        embedded = embedded_model_dir().parent
+        roots = [r for r in search.split(os.pathsep) if r]
+        places = [f"the embedded models ({embedded})", *roots]
+        candidates = [p for root in [embedded, *map(Path, roots)] for p in _folders(root)]
+    found: dict[tuple[str, str], tuple[Any, Path]] = {}
+    for candidate in candidates:
+        got = _ref_of(candidate)
+        if got is not None and got.sha256.startswith(prefix):
+            found.setdefault((got.sha256, got.parsing_sha256), (got, candidate))
+    if not found:
+        where = "; ".join(places)
+        hint = "" if folder is not None else (
+            f" (decode --model DIR, or {MODEL_PATH_ENV}, with a folder holding them)")
+        raise ModelMismatchError(
+            f"no model weights whose SHA-256 starts with {prefix} (the picture's model id): "
+            f"looked in {where}{hint}")
+    if len(found) > 1:
+        which = ", ".join(f"{r.name} sha256 {r.sha256[:24]}... in {p}" for r, p in found.values())
+        raise ModelMismatchError(
+            f"model id {prefix} is ambiguous: {len(found)} different weights start with it "
+            f"({which}); keep only the right one on the search path")
+    return next(iter(found.values()))[0]

@@ -31,6 +31,10 @@ import numpy as np
 from av.video.reformatter import Interpolation
 
 from onedc_media.container import ColorInfo
+from onedc_media.container.cicp import MATRIX as _MATRIX
+from onedc_media.container.cicp import PRIMARIES as _PRIMARIES
+from onedc_media.container.cicp import RANGE as _RANGE
+from onedc_media.container.cicp import TRANSFER as _TRANSFER
 from onedc_media.container.writer import fsync_dir
 
 __all__ = [
@@ -57,23 +61,7 @@ TO_RGB = (
     | Interpolation.BITEXACT
 )
 
-# FFmpeg's names (av_color_*_name) for the AVCOL_* values.
-_PRIMARIES = {
-    1: "bt709", 2: "unknown", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
-    8: "film", 9: "bt2020", 10: "smpte428", 11: "smpte431", 12: "smpte432", 22: "ebu3213",
-}  # fmt: skip
-_TRANSFER = {
-    1: "bt709", 2: "unknown", 4: "bt470m", 5: "bt470bg", 6: "smpte170m", 7: "smpte240m",
-    8: "linear", 9: "log100", 10: "log316", 11: "iec61966-2-4", 12: "bt1361e",
-    13: "iec61966-2-1", 14: "bt2020-10", 15: "bt2020-12", 16: "smpte2084", 17: "smpte428",
-    18: "arib-std-b67",
-}  # fmt: skip
-_MATRIX = {
-    0: "gbr", 1: "bt709", 2: "unknown", 4: "fcc", 5: "bt470bg", 6: "smpte170m",
-    7: "smpte240m", 8: "ycgco", 9: "bt2020nc", 10: "bt2020c", 11: "smpte2085",
-    12: "chroma-derived-nc", 13: "chroma-derived-c", 14: "ictcp",
-}  # fmt: skip
-_RANGE = {0: "unknown", 1: "limited", 2: "full"}
+# FFmpeg's names (av_color_*_name) for the AVCOL_* values: the H.273 code points.
 _UNSPECIFIED = 2  # AVCOL_PRI / TRC / SPC_UNSPECIFIED
 
 #: swscale matrix for a recorded matrix name; anything else converts with BT.601.

@@ -21,7 +21,8 @@ import numpy as np
 
 from onedc_media.codec.contract import Codec, Decoder, Encoder, ModelRef, check_frames
 from onedc_media.errors import BitstreamError, CodecOptionError, ModelError, ModelMismatchError
-from onedc_media.model.loading import find_model
+from onedc_media.container import is_model_id
+from onedc_media.model.loading import find_model, resolve_model_id
 
 __all__ = ["OneDCCodec", "OneDCDecoder", "OneDCEncoder", "get_engine"]
 
@@ -100,6 +101,8 @@ class OneDCDecoder(Decoder):
                  device: str | None, *, explicit: bool = False) -> None:
         """*explicit*: ``options["model"]`` was the user's choice: it is used or refused,
         never replaced by a folder the search path holds."""
+        if is_model_id(model):  # a still names its weights by the start of their SHA-256
+            model = resolve_model_id(model, options["model"] if explicit else None)
         name = str(options.get("model") or (model.name if model else "") or "onedc-tiny")
         args = (device or options["device"], options["dtype"], options["tile"])
         engine = None

@@ -1,7 +1,7 @@
 """Golden ``.odc`` files: what each holds, how it is written, and helpers for the tests.
 
-Each case is plain data (file metadata, stream headers, packets, writer options). The
-tests check that today's reader reads every committed file back to exactly that data,
+Each case is plain data (file metadata, stream headers, packets, writer options; for the
+still form, one stream header and one payload: ``STILL_CASES``). The tests check that today's reader reads every committed file back to exactly that data,
 and that today's writer, given the same calls, writes the committed bytes again.
 
 Regenerate (only after a deliberate format change, with a version bump per
@@ -20,7 +20,7 @@ import hashlib
 import io
 import struct
 import zlib
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -136,6 +136,59 @@ CASES = {
 }
 
 
+@dataclass(frozen=True)
+class StillCase:
+    """One picture in the still form: the stream header given to the writer, the payload."""
+
+    header: StreamHeader
+    payload: bytes
+
+
+_SRGB = ColorInfo("bt709", "iec61966-2-1", "gbr", "full")
+
+
+def _still_onedc() -> StillCase:
+    """``image_single``'s picture in the still form (model id, no params: onedc is in the table)."""
+    single = _image_single()
+    return StillCase(replace(single.streams[0], color=_SRGB), single.packets[0].data)
+
+
+def _still_jpeg_bt601() -> StillCase:
+    """A table codec without a model, with a colour other than the still default."""
+    colour = ColorInfo("smpte170m", "smpte170m", "smpte170m", "limited")
+    header = StreamHeader("image", "jpeg", width=16, height=9, color=colour, codec_params={"quality": 75})
+    return StillCase(header, payload("jpeg", 40))
+
+
+def _still_third_party() -> StillCase:
+    """A codec outside the table: its name and its parameters are stored."""
+    header = StreamHeader(
+        "image", "acme-wavelet", width=33, height=17, color=_SRGB,
+        codec_params={"levels": 5, "filter": "9/7"}, model=_MODEL,
+    )  # fmt: skip
+    return StillCase(header, payload("acme", 25))
+
+
+STILL_CASES = {
+    "still_onedc": _still_onedc,
+    "still_jpeg_bt601": _still_jpeg_bt601,
+    "still_third_party": _still_third_party,
+}
+
+
+def build_still(case: StillCase) -> bytes:
+    buf = io.BytesIO()
+    container.write_still(buf, case.header, case.payload)
+    return buf.getvalue()
+
+
+def expected_still_files() -> dict[str, bytes]:
+    """The still-form conformance files; ``still_truncated`` is ``still_onedc`` cut short."""
+    files = {f"{name}.odc": build_still(make()) for name, make in STILL_CASES.items()}
+    files["still_truncated.odc"] = files["still_onedc.odc"][:-40]
+    return files
+
+
 def build(case: Case) -> bytes:
     """Write *case* with today's writer."""
     buf = io.BytesIO()
@@ -197,7 +250,7 @@ def expected_files() -> dict[str, bytes]:
 
 
 def write_all(folder: Path = HERE) -> None:
-    files = expected_files()
+    files = {**expected_files(), **expected_still_files()}
     for name, data in files.items():
         (folder / name).write_bytes(data)
     lines = [f"{hashlib.sha256(d).hexdigest()}  {n}\n" for n, d in sorted(files.items())]
@@ -233,4 +286,5 @@ class NonSeekable(io.RawIOBase):
 
 if __name__ == "__main__":
     write_all()
-    print(f"wrote {len(expected_files())} files and {SUMS.name} to {HERE}")
+    count = len(expected_files()) + len(expected_still_files())
+    print(f"wrote {count} files and {SUMS.name} to {HERE}")
