@@ -22,7 +22,7 @@ python3 -m venv "$venv"
 pip install -q --upgrade pip
 # torch stays the CPU build the README pins: an unpinned torch is a multi-GB CUDA download.
 pip install -q torch==2.13.0
-pip install -q --upgrade --upgrade-strategy eager -e ".[test]"
+pip install -q --upgrade --upgrade-strategy eager -c <(echo torch==2.13.0) -e ".[test]"
 echo "== newest releases admitted by setup.cfg:"
 pip freeze --exclude-editable | grep -iE '^(av|torch|diffusers|numpy|opencv-python-headless|pillow|constriction|safetensors|pluggy|ray)=='
 python -m pytest -q "$@"
