@@ -41,6 +41,8 @@ from typing import Self
 
 import numpy as np
 
+from onedc_media.evaluate.metrics import psnr_rgb
+
 ROOT = Path(__file__).resolve().parents[1]
 
 FP32_MIN_PSNR = 40.0  #: CUDA fp32 (TF32 convolutions allowed) vs CPU fp32, dB
@@ -66,14 +68,9 @@ def record(status: str, name: str, detail: str) -> None:
     say(f"{status}: {name}: {detail}")
 
 
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def compare(frames_a, frames_b) -> tuple[float, int]:
     """(min PSNR over frames, max |diff|)."""
-    ps = [psnr(a, b) for a, b in zip(frames_a, frames_b, strict=True)]
+    ps = [psnr_rgb(a, b) for a, b in zip(frames_a, frames_b, strict=True)]
     mx = max(int(np.abs(a.astype(int) - b.astype(int)).max()) for a, b in zip(frames_a, frames_b))
     return min(ps), mx
 
@@ -260,7 +257,7 @@ def check_layered(dev_engine, cpu_engine, frames, q: int, *, refine: int) -> Non
             and p >= FP32_MIN_PSNR
             and (decoder == "best" or all(f == (decoder == "fine") for f in flags))
         )
-        quality = ", ".join(f"{psnr(c, f):.2f}" for c, f in zip(cpu, frames))
+        quality = ", ".join(f"{psnr_rgb(c, f):.2f}" for c, f in zip(cpu, frames))
         bpp = ", ".join(
             f"{len(b) * 8 / (f.shape[0] * f.shape[1]):.3f}" for b, f in zip(packets, frames)
         )

@@ -43,14 +43,10 @@ from av.video.frame import PictureType
 
 from onedc_media import container, default_plugins
 from onedc_media.cli.transcode_cmd import parse_options
+from onedc_media.evaluate.metrics import psnr_rgb
 from onedc_media.pipeline.decoder import VideoDecoder
 from onedc_media.pipeline.hybrid import InterSettings, _Encoding, _to_rgb, _to_yuv
 from onedc_media.pipeline.transcode import transcode
-
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2)
-    return 99.0 if mse == 0 else float(10 * np.log10(255.0**2 / mse))
 
 
 def read_frames(path: str, max_frames: int | None) -> list[np.ndarray]:
@@ -181,13 +177,13 @@ def main(argv=None) -> int:
         keys = [i for i, pk in enumerate(packets) if pk.keyframe]
         file_bytes = os.path.getsize(odc)
 
-    hy_psnr = [psnr(a, b) for a, b in zip(decoded, frames, strict=True)]
+    hy_psnr = [psnr_rgb(a, b) for a, b in zip(decoded, frames, strict=True)]
     hy_sizes = [len(pk.data) for pk in packets]
 
     a_sizes, a_dec = x264_same_settings(frames, keys, settings)
-    a_psnr = [psnr(a, b) for a, b in zip(a_dec, frames, strict=True)]
+    a_psnr = [psnr_rgb(a, b) for a, b in zip(a_dec, frames, strict=True)]
     u_sizes, u_dec = x264_usual(frames, keys, args.crf, args.preset, rate)
-    u_psnr = [psnr(a, b) for a, b in zip(u_dec, frames, strict=True)]
+    u_psnr = [psnr_rgb(a, b) for a, b in zip(u_dec, frames, strict=True)]
 
     print(f"{args.video}: {n} frames {w}x{h} @ {float(rate):g} fps ({seconds:.1f} s); "
           f"keyframes at {keys} ({policy}); inter: libx264 crf {args.crf:g} preset {args.preset}")  # fmt: skip

@@ -28,10 +28,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return float("inf") if mse == 0 else 10 * np.log10(255.0**2 / mse)
+from onedc_media.evaluate.metrics import psnr_rgb
 
 
 def centre_crop(img: np.ndarray, size: int) -> np.ndarray:
@@ -123,13 +120,13 @@ def main(argv: list[str] | None = None) -> int:
         except (OdcError, ValueError) as exc:
             print(f"{f.name[:44]:44s} skipped: {exc}")
             continue
-        vae.append(psnr(img, vae_round_trip(engine.model.eval(), img)))
+        vae.append(psnr_rgb(img, vae_round_trip(engine.model.eval(), img)))
         if args.latent_steps:
-            cols["latent*"].append(psnr(img, optimised_latent(engine.model.eval(), img, args.latent_steps)))
-        codec.append(psnr(img, engine.decompress(engine.compress([img], q - 1))[0]))
+            cols["latent*"].append(psnr_rgb(img, optimised_latent(engine.model.eval(), img, args.latent_steps)))
+        codec.append(psnr_rgb(img, engine.decompress(engine.compress([img], q - 1))[0]))
         if args.refine:
             packets = engine.compress([img], q - 1, refine=RefineConfig(steps=args.refine))
-            cols[f"q{q}+ref"].append(psnr(img, engine.decompress(packets)[0]))
+            cols[f"q{q}+ref"].append(psnr_rgb(img, engine.decompress(packets)[0]))
         print(f"{f.name[:44]:44s} " + " ".join(f"{cols[c][-1]:8.2f}" for c in shown), flush=True)
     if not vae:
         print(f"quality_ceiling: no usable picture in {args.images}", file=sys.stderr)

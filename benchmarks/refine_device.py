@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
+
+from onedc_media.evaluate.metrics import psnr_rgb
 
 #: The repository's own test photo (skimage's astronaut, public domain), when no picture is named.
 DEFAULT_PICTURE = Path(__file__).resolve().parents[1] / "tests" / "data" / "astronaut.png"
@@ -33,11 +34,6 @@ def _picture(path: str, size: int) -> np.ndarray:
     h, w = img.shape[:2]
     top, left = max(0, (h - size) // 2), max(0, (w - size) // 2)
     return np.ascontiguousarray(img[top : top + size, left : left + size])
-
-
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b) ** 2))
-    return 10 * math.log10(255**2 / max(mse, 1e-12))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -67,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
     out: dict[str, dict[str, float]] = {}
     devices = [args.device] if args.skip_cpu or args.device == "cpu" else [args.device, "cpu"]
     plain = cpu.compress([img], args.q)[0]
-    plain_psnr = _psnr(cpu.decompress([plain])[0], img)
+    plain_psnr = psnr_rgb(cpu.decompress([plain])[0], img)
     for dev in devices:
         eng = cpu if dev == "cpu" else OneDCEngine.from_pretrained("onedc-tiny", device=dev)
         eng.compress([img], args.q, refine=RefineConfig(steps=1))  # warm-up (kernels, caches)
@@ -80,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
         secs = time.perf_counter() - t0
         rec = cpu.decompress([packet])[0]  # every reader decodes on a CPU
         out[dev] = {"seconds": secs, "bytes": len(packet), "bpp": len(packet) * 8 / img.shape[0] / img.shape[1],
-                    "psnr": _psnr(rec, img), "plain_bytes": len(plain), "plain_psnr": plain_psnr}
+                    "psnr": psnr_rgb(rec, img), "plain_bytes": len(plain), "plain_psnr": plain_psnr}
         r = out[dev]
         print(f"{dev:>6}: refine={args.steps} {r['seconds']:.2f} s, {r['bytes']} B ({r['bpp']:.4f} bpp), "
               f"{r['psnr']:.2f} dB decoded on the CPU (plain {r['plain_bytes']} B, {r['plain_psnr']:.2f} dB)")

@@ -55,6 +55,8 @@ from pathlib import Path
 
 import numpy as np
 
+from onedc_media.digest import sha256_file
+
 SPLITS = ("train", "val", "test")
 DEFAULT_SEED = "onedc-corpus-v1"
 
@@ -672,14 +674,6 @@ def resize_area(image, size: tuple[int, int]):
     return Image.fromarray(arr)
 
 
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 def _save_atomic(image, dest: Path, **params) -> None:
     dest.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=dest.suffix, dir=dest.parent)
@@ -774,7 +768,7 @@ def collect_candidates(
     out: list[Candidate] = []
     for rel in matched:
         fpath = root / rel
-        sha = _sha256_file(fpath)
+        sha = sha256_file(fpath)
         try:
             lic, holders = licence_of(rel)
         except LookupError as exc:

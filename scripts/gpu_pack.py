@@ -33,15 +33,11 @@ import shutil
 import sys
 from pathlib import Path
 
+from onedc_media.digest import sha256_file
+
 ROOT = Path(__file__).resolve().parents[1]
 SHIPPED = ROOT / "onedc_media" / "weights" / "onedc-tiny" / "model.safetensors"
 EXTRAS = "extras.safetensors"
-
-
-def _sha256(path: Path) -> str:
-    from onedc_media.model.engine import _sha256_file  # the hash a file names its model by
-
-    return _sha256_file(path)
 
 
 def _codec_state(ckpt: Path) -> dict:
@@ -90,7 +86,7 @@ def pack(args: argparse.Namespace) -> int:
     out.mkdir(parents=True)
     save_file(extras, str(out / EXTRAS))
     shutil.copy(args.tokenizer, out / "tokenizer.safetensors")
-    source = {"init": str(ckpt), "shipped_sha256": _sha256(SHIPPED)}
+    source = {"init": str(ckpt), "shipped_sha256": sha256_file(SHIPPED)}
     (out / "source.json").write_text(json.dumps(source, indent=2) + "\n")
 
     train = _write_webp(Path(args.train), out / "train")
@@ -110,12 +106,12 @@ def _write_webp(src: Path, dest: Path) -> list[Path]:
     decoded as training decodes them (EXIF orientation, 16-bit, RGB)."""
     from PIL import Image
 
-    from onedc_media.train.data import _open_rgb
+    from onedc_media.imageio import read_image
 
     files = sorted(p for p in src.iterdir() if p.is_file())
     dest.mkdir(parents=True, exist_ok=True)
     for p in files:
-        Image.fromarray(_open_rgb(p)).save(dest / (p.stem + ".webp"), "WEBP",
+        Image.fromarray(read_image(p)).save(dest / (p.stem + ".webp"), "WEBP",
                                            lossless=True, quality=100, method=4)
     return files
 
@@ -137,7 +133,7 @@ def assemble(args: argparse.Namespace) -> int:
 
     pack_dir: Path = args.pack
     want = json.loads((pack_dir / "source.json").read_text()).get("shipped_sha256")
-    if want != _sha256(SHIPPED):
+    if want != sha256_file(SHIPPED):
         print(f"{pack_dir} was packed for other shipped weights than {SHIPPED}: run "
               "'python scripts/gpu_pack.py pack' again", file=sys.stderr)
         return 1

@@ -34,21 +34,21 @@ CLASSIC = ("jpeg", "webp", "avif", "hevc-intra")
 
 
 def model_sha(model: str) -> str:
-    from onedc_media.model.engine import _sha256_file
+    from onedc_media.digest import sha256_file
     from onedc_media.model.loading import embedded_model_dir
 
     d = Path(model) if Path(model).is_dir() else embedded_model_dir(model)
-    return _sha256_file(d / "model.safetensors") + _sha256_file(d / "parsing.safetensors")
+    return sha256_file(d / "model.safetensors") + sha256_file(d / "parsing.safetensors")
 
 
 def fine_sha(model: str) -> str:
     """The fine decoder's SHA-256 ("none" without one): only layered pictures depend on it."""
-    from onedc_media.model.engine import _sha256_file
+    from onedc_media.digest import sha256_file
     from onedc_media.model.fine_decoder import FINE_DECODER_FILE
     from onedc_media.model.loading import embedded_model_dir
 
     d = Path(model) if Path(model).is_dir() else embedded_model_dir(model)
-    return _sha256_file(d / FINE_DECODER_FILE) if (d / FINE_DECODER_FILE).exists() else "none"
+    return sha256_file(d / FINE_DECODER_FILE) if (d / FINE_DECODER_FILE).exists() else "none"
 
 
 def drop_stale_onedc_rows(out: Path, sha: str, name: str = "onedc-weights.sha256",

@@ -17,7 +17,8 @@ from PIL import Image
 torch = pytest.importorskip("torch")
 
 from onedc_media.errors import InvalidImageError
-from onedc_media.train.data import ImageFolderDataset, _open_rgb, make_loader
+from onedc_media.imageio import read_image
+from onedc_media.train.data import ImageFolderDataset, make_loader
 
 ROOT = Path(__file__).resolve().parents[1]
 TEST_DATA = ROOT / "tests" / "data"
@@ -539,4 +540,4 @@ def test_cache_gives_the_same_crops_and_stays_unchanged(folder: Path, crop: int 
     assert len(cached._decoded) == len(cached)
     for i, arr in cached._decoded.items():  # read-only, and still the decoded file
         assert not arr.flags.writeable
-        assert np.array_equal(arr, _open_rgb(cached.paths[i]))
+        assert np.array_equal(arr, read_image(cached.paths[i]))

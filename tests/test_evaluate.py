@@ -20,7 +20,6 @@ from onedc_media.evaluate import (
     CodecSpec,
     bd_quality,
     bd_rate,
-    load_image,
     monotone_envelope,
     ms_ssim,
     ms_ssim_db,
@@ -33,6 +32,7 @@ from onedc_media.evaluate import (
     write_report,
 )
 from onedc_media.evaluate.bench import bench_codecs, interleaved, synthetic_image
+from onedc_media.imageio import read_image
 
 DATA = Path(__file__).parent / "data"
 
@@ -49,7 +49,7 @@ def photos(tmp_path_factory) -> Path:
 
     folder = tmp_path_factory.mktemp("photos")
     for name in ("astronaut.png", "coffee.jpg"):
-        rgb = load_image(DATA / name)[:176, :200]
+        rgb = read_image(DATA / name)[:176, :200]
         cv2.imwrite(str(folder / (Path(name).stem + ".png")), rgb[:, :, ::-1])
     return folder
 

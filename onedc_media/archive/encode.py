@@ -34,8 +34,9 @@ import numpy as np
 
 from onedc_media import container
 from onedc_media.codec.contract import MAX_FRAME_PIXELS
+from onedc_media.digest import sha256_fileobj
 from onedc_media.errors import CodecOptionError, InvalidImageError, InvalidVideoError, OdcError
-from onedc_media.imageio import MAX_IMAGE_FILE_BYTES
+from onedc_media.imageio import MAX_IMAGE_FILE_BYTES, decode_image
 from onedc_media.stills import SRGB
 
 __all__ = [
@@ -45,7 +46,6 @@ __all__ = [
     "EncodeSettings",
     "Loaded",
     "WorkItem",
-    "decode_image_bytes",
 ]
 
 VIDEO_MODES = ("transcode", "keyframes", "skip")
@@ -141,48 +141,6 @@ def settings_key(info: Any, options: Mapping[str, Any], kind: str, videos: str) 
     if kind == "video":
         key["videos"] = videos
     return json.dumps(key, sort_keys=True)
-
-
-def decode_image_bytes(data: bytes, max_pixels: int = MAX_FRAME_PIXELS) -> np.ndarray:
-    """Decode an encoded image to HxWx3 uint8 RGB (as :func:`onedc_media.imageio.read_image`
-    does from a path), refusing more than *max_pixels* before decoding.
-
-    :raises InvalidImageError: not an image, or too large.
-    """
-    import cv2
-
-    dims = _header_size(data)
-    if dims is not None and dims[0] * dims[1] > max_pixels:
-        raise InvalidImageError(
-            f"{dims[0]}x{dims[1]} is larger than the limit of {max_pixels} pixels"
-        )
-    try:
-        img = cv2.imdecode(np.frombuffer(data, dtype=np.uint8), cv2.IMREAD_COLOR)
-    except cv2.error as exc:
-        raise InvalidImageError(f"cannot decode: {exc}") from None
-    if img is None:
-        raise InvalidImageError("not a readable image")
-    h, w = img.shape[:2]
-    if h * w > max_pixels:
-        raise InvalidImageError(f"{w}x{h} is larger than the limit of {max_pixels} pixels")
-    return np.ascontiguousarray(img[:, :, ::-1])
-
-
-def _header_size(data: bytes) -> tuple[int, int] | None:
-    import warnings
-
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
-            im = Image.open(io.BytesIO(data))
-        with im:
-            return im.size
-    except Image.DecompressionBombError as exc:  # PIL's own bound (~179 Mpixels)
-        raise InvalidImageError(f"larger than the limit: {exc}") from None
-    except (OSError, UnidentifiedImageError, ValueError):
-        return None  # PIL does not know it; OpenCV may (it bounds sizes itself)
 
 
 def _failure(item: WorkItem, error: str, **fields: Any) -> dict[str, Any]:
@@ -287,7 +245,7 @@ class ArchiveEncoder:
             if len(data) != st.st_size:
                 raise InvalidImageError("the file changed while it was read")
             out.sha256 = hashlib.sha256(data).hexdigest()
-            out.rgb = decode_image_bytes(data, self.settings.max_pixels)
+            out.rgb = decode_image(data, self.settings.max_pixels)
         except Exception as exc:  # noqa: BLE001 - a bad source is a failed item, not a crash
             out.error = _describe(exc)
         out.seconds = time.perf_counter() - t0
@@ -417,15 +375,12 @@ class ArchiveEncoder:
                 raise InvalidVideoError("not a regular file")
             if before.st_size == 0:
                 raise InvalidVideoError("empty file")
-            h = hashlib.sha256()
             fd = os.open(item.path, os.O_RDONLY | os.O_NONBLOCK)
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
                 raise InvalidVideoError("not a regular file")
             with os.fdopen(fd, "rb") as fh:
-                for block in iter(lambda: fh.read(1 << 20), b""):
-                    h.update(block)
-            sha = h.hexdigest()
+                sha = sha256_fileobj(fh)
             import secrets
             import tempfile
 

@@ -23,9 +23,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from onedc_media.archive.encode import EncodeSettings, WorkItem, settings_key
-from onedc_media.archive.layout import Layout, commit_file, job_lock, sha256_file
+from onedc_media.archive.layout import Layout, commit_file, job_lock
 from onedc_media.archive.manifest import RESULT_COLUMNS, Manifest, ManifestError, Seen
 from onedc_media.archive.walk import probe_size, walk_sources
+from onedc_media.digest import sha256_file
 from onedc_media.errors import CodecOptionError, MediaError
 
 __all__ = [

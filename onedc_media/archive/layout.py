@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
 import os
 import secrets
 import shutil
@@ -30,7 +29,7 @@ from dataclasses import dataclass
 from onedc_media.archive.manifest import ManifestError
 from onedc_media.container.writer import fsync_dir
 
-__all__ = ["STATE_DIR", "Layout", "commit_file", "job_lock", "sha256_file"]
+__all__ = ["STATE_DIR", "Layout", "commit_file", "job_lock"]
 
 STATE_DIR = ".onedc-archive"
 
@@ -126,14 +125,6 @@ def commit_file(layout: Layout, data: bytes, final: str) -> None:
             os.unlink(tmp)
         raise
     fsync_dir(os.path.dirname(final))
-
-
-def sha256_file(path: str) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _makedirs_durable(folder: str) -> None:

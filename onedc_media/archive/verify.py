@@ -38,10 +38,10 @@ from typing import Any
 import numpy as np
 
 from onedc_media import container
-from onedc_media.archive.encode import decode_image_bytes
 from onedc_media.archive.layout import Layout, job_lock
 from onedc_media.archive.manifest import Manifest
 from onedc_media.errors import CodecOptionError, OdcError
+from onedc_media.imageio import decode_image
 
 __all__ = ["METRICS", "VerifyResult", "decode_output", "decode_pictures", "verify_archive"]
 
@@ -384,4 +384,4 @@ def _source_pixels(row: Any, src: str | None) -> np.ndarray | None:
         return None
     if hashlib.sha256(data).hexdigest() != row["src_sha256"]:
         return None
-    return decode_image_bytes(data, 1 << 62)
+    return decode_image(data, 1 << 62)

@@ -7,6 +7,7 @@ import json
 import math
 from typing import Any
 
+from onedc_media.cli.argtypes import positive_int
 from onedc_media.errors import CodecOptionError
 
 #: Exit status of a job that finished but could not archive every source.
@@ -32,16 +33,6 @@ examples:
   onedc-media archive --verify archive/                       # verify what is done
   onedc-media archive --restore archive/ restored/            # back to PNG / MP4
 """
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -78,13 +69,13 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--device", help="device for learned codecs (cpu, cuda, cuda:N)")
     g.add_argument(
         "--max-pixels",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="images with more pixels fail (default: 2^28)",
     )
     g.add_argument(
         "--max-bytes",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="image files larger than N bytes fail (default: 1 GiB)",
     )
@@ -98,20 +89,20 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     g.add_argument(
         "-j",
         "--jobs",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="local: reader threads; ray: actors (default: from the CPUs / GPUs)",
     )
     g.add_argument(
         "--batch-size",
-        type=_positive_int,
+        type=positive_int,
         default=4,
         metavar="N",
         help="equal-sized pictures per encoder call (default: 4)",
     )
     g.add_argument(
         "--threads",
-        type=_positive_int,
+        type=positive_int,
         metavar="N",
         help="intra-op threads of the codec (torch / OpenCV); equal thread "
         "counts give equal bytes on either engine",

@@ -126,13 +126,14 @@ def _codecs_args(p: argparse.ArgumentParser) -> None:
 def _codecs_run(args: argparse.Namespace) -> BenchResult:
     import onedc_media
     from onedc_media.evaluate.bench import bench_codecs, synthetic_image
-    from onedc_media.evaluate.runner import load_image, parse_qualities
+    from onedc_media.evaluate.runner import parse_qualities
+    from onedc_media.imageio import read_image
 
     registry = onedc_media.default_plugins().codecs
     names = [n.strip() for n in args.codecs.split(",") if n.strip()]
     if not names:
         raise CodecOptionError("--codecs is empty")
-    images = [load_image(f) for f in args.image] or [synthetic_image()]
+    images = [read_image(f) for f in args.image] or [synthetic_image()]
     options = {}
     missing = [n for n in names if n not in registry]
     names = [n for n in names if n in registry]

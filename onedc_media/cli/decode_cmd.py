@@ -92,11 +92,12 @@ def _default_output(path: str, media_type: str, pictures: int, keyframes_only: b
 
 
 def _is_pictures(output: str) -> bool:
-    from onedc_media.pipeline.export import IMAGE_EXTENSIONS, names_many_pictures
+    from onedc_media.imageio import WRITE_SUFFIXES
+    from onedc_media.pipeline.export import names_many_pictures
 
     if names_many_pictures(output):  # the check export_pictures makes
         return True
-    return os.path.splitext(output)[1].lower() in IMAGE_EXTENSIONS
+    return os.path.splitext(output)[1].lower() in WRITE_SUFFIXES
 
 
 def run(args: argparse.Namespace) -> int:
@@ -125,13 +126,9 @@ def _decode(args: argparse.Namespace) -> int:
     import onedc_media
     from onedc_media import container
     from onedc_media.cli.progress import progress_bar
+    from onedc_media.imageio import WRITE_SUFFIXES
     from onedc_media.pipeline.decoder import picture_stream
-    from onedc_media.pipeline.export import (
-        IMAGE_EXTENSIONS,
-        VIDEO_EXTENSIONS,
-        export_pictures,
-        export_video,
-    )
+    from onedc_media.pipeline.export import VIDEO_EXTENSIONS, export_pictures, export_video
 
     codecs = onedc_media.default_plugins().codecs
     with container.open(args.input) as inp:
@@ -181,7 +178,7 @@ def _decode(args: argparse.Namespace) -> int:
         else:
             raise CodecOptionError(
                 f"cannot tell what to write from {output!r}: use a picture "
-                f"({', '.join(IMAGE_EXTENSIONS)}), a directory, a pattern like out_%04d.png, "
+                f"({', '.join(WRITE_SUFFIXES)}), a directory, a pattern like out_%04d.png, "
                 f"or a video ({', '.join(VIDEO_EXTENSIONS)})"
             )
     finally:

@@ -8,6 +8,7 @@ import os
 import re
 from typing import Any
 
+from onedc_media.cli.argtypes import positive_int
 from onedc_media.errors import CodecOptionError
 
 EPILOG = """\
@@ -46,16 +47,6 @@ def parse_time(text: str) -> float:
     a, b, seconds = match.groups()
     hours, minutes = (a, b) if b is not None else (None, a)
     return int(hours or 0) * 3600 + int(minutes or 0) * 60 + float(seconds)
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be at least 1, got {value}")
-    return value
 
 
 def parse_options(items: list[str], what: str = "--opt") -> dict[str, str]:
@@ -104,7 +95,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         "--keyframes", "-k", metavar="POLICY", default=None,
         help="keyframe policy: source (default), gop, scene, or a plugin's",
     )  # fmt: skip
-    g.add_argument("--gop", type=_positive_int, metavar="N", help="a keyframe every N frames")
+    g.add_argument("--gop", type=positive_int, metavar="N", help="a keyframe every N frames")
     g.add_argument(
         "--policy-opt", action="append", default=[], metavar="KEY=VALUE",
         help="a keyframe policy option (repeatable), e.g. --policy-opt threshold=15",
@@ -132,7 +123,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         help="start at TIME (seconds or [HH:]MM:SS)",
     )
     g.add_argument("--duration", "-t", type=parse_time, metavar="TIME", help="stop after TIME")
-    g.add_argument("--max-frames", type=_positive_int, metavar="N", help="stop after N frames")
+    g.add_argument("--max-frames", type=positive_int, metavar="N", help="stop after N frames")
     g.add_argument("--no-audio", action="store_true", help="do not copy the audio")
     g.add_argument(
         "--threads", type=int, default=0, metavar="N", help="decoding threads (0: automatic)"

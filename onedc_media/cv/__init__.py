@@ -22,8 +22,6 @@ Importing this package is cheap; OpenCV and PyAV load on first use.
 
 from __future__ import annotations
 
-from typing import Any
-
 from onedc_media.cv.constants import (
     FOURCC_CODECS,
     IMWRITE_ODC_CODEC,
@@ -44,6 +42,7 @@ from onedc_media.cv.constants import (
     VIDEOWRITER_PROP_ODC_INTER_CRF,
     fourcc,
 )
+from onedc_media.lazy import lazy_attributes
 
 __all__ = [
     "FOURCC_CODECS",
@@ -77,13 +76,4 @@ _LAZY = {
     "VideoWriter": "onedc_media.cv.video",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'onedc_media.cv' has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(module), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

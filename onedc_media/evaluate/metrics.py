@@ -96,6 +96,13 @@ def psnr(mse_value: float, peak: float = PEAK) -> float:
     return 10.0 * math.log10(peak * peak / mse_value)
 
 
+def psnr_batch(a, b, peak: float = 1.0):  # (Tensor, Tensor) -> Tensor
+    """PSNR in dB of each sample of two torch batches ``[B, ...]`` on a *peak* scale (what
+    training logs; the MSE is floored at 1e-10 so identical samples stay finite)."""
+    mse_value = (a - b).pow(2).flatten(1).mean(1).clamp_min(1e-10)
+    return 10.0 * (peak * peak / mse_value).log10()
+
+
 def psnr_rgb(ref: np.ndarray, test: np.ndarray) -> float:
     """PSNR over the R, G and B channels together, in dB."""
     return psnr(mse(ref, test))

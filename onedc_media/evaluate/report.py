@@ -298,7 +298,7 @@ def make_sheet(
     The chosen points are encoded and decoded again (codecs are deterministic) rather
     than stored by the runner, which cannot know in advance which points will be shown.
     """
-    from onedc_media.evaluate.runner import load_image
+    from onedc_media.imageio import read_image
 
     names = [n for n in summary.images if n in images]
     if not names:
@@ -312,7 +312,7 @@ def make_sheet(
     grid = fig.subplots(len(picks), len(labels) + 1, squeeze=False)
     tiles: list[dict[str, Any]] = []
     for r, name in enumerate(picks):
-        rgb = load_image(images[name])
+        rgb = read_image(images[name])
         y, x, h, w = choose_crop(rgb, crop)
         target, chosen = _pick_points(rows, name, labels, target_bpp)
         panels = [("original", rgb, f"{Path(name).stem[:28]}\n{rgb.shape[1]}x{rgb.shape[0]}")]

@@ -45,22 +45,19 @@ import numpy as np
 from onedc_media.codec import Codec, CodecInfo, CodecRegistry, Decoder, Encoder
 from onedc_media.errors import CodecOptionError, InvalidImageError, MediaError, OdcError
 from onedc_media.evaluate import metrics
+from onedc_media.imageio import IMAGE_SUFFIXES, read_image
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "RESULT_FIELDS",
     "CodecSpec",
     "EvalRun",
     "find_images",
-    "load_image",
     "odc_file_size",
     "parse_qualities",
     "read_results",
     "resolve_specs",
     "run_evaluation",
 ]
-
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pnm")
 
 RESULT_FIELDS: tuple[str, ...] = (
     "image",
@@ -216,25 +213,13 @@ def find_images(path: str | os.PathLike[str], max_images: int | None = None) -> 
     files = sorted(
         p
         for p in root.rglob("*")
-        if p.suffix.lower() in IMAGE_EXTENSIONS
+        if p.suffix.lower() in IMAGE_SUFFIXES
         and p.is_file()
         and not any(part.startswith(".") for part in p.relative_to(root).parts)
     )
     if max_images is not None:
         files = files[: max(0, max_images)]
     return files
-
-
-def load_image(path: str | os.PathLike[str]) -> np.ndarray:
-    """Read an image as HxWx3 uint8 RGB (OpenCV: EXIF orientation applied, 16-bit
-    scaled to 8, alpha dropped). Raises ``InvalidImageError`` when it cannot."""
-    import cv2
-
-    data = np.fromfile(os.fspath(path), dtype=np.uint8)
-    bgr = cv2.imdecode(data, cv2.IMREAD_COLOR) if data.size else None
-    if bgr is None or bgr.ndim != 3 or bgr.size == 0:
-        raise InvalidImageError("not a readable image", filename=os.fspath(path))
-    return np.ascontiguousarray(bgr[:, :, ::-1])
 
 
 # -- results.csv ----------------------------------------------------------------------
@@ -478,7 +463,7 @@ def run_evaluation(
     root = Path(images)
     files = find_images(root, max_images)
     if not files:
-        raise InvalidImageError(f"no images ({', '.join(IMAGE_EXTENSIONS)}) in {root}")
+        raise InvalidImageError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in {root}")
     names = _image_names(files, root)
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
@@ -529,7 +514,7 @@ def run_evaluation(
         if not points:
             return
         try:
-            rgb = load_image(names[name])
+            rgb = read_image(names[name])
         except OdcError as exc:
             with lock:
                 run.errors.append(f"{name}: {exc}")

@@ -32,6 +32,7 @@ import torch
 from torch import Tensor
 
 from onedc_media.codec.contract import ModelRef, check_frames
+from onedc_media.digest import sha256_file
 from onedc_media.entropy.coder import CODER_ID, TableCoder
 from onedc_media.entropy.fsq import bits_per_token, pack_tokens, unpack_tokens
 from onedc_media.entropy.parsing import IntParsing, ParsingConfig, stage_positions
@@ -108,14 +109,6 @@ def tile_spans(n: int, tile: int, overlap: int, align: int) -> list[tuple[int, i
         last = -(-(n - tile) // align) * align  # aligned, and no longer than `tile`
         starts.append(min(nxt, last))
     return [(s, min(n, s + tile)) for s in starts]
-
-
-def _sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def parsing_hash(parsing_sha: str) -> str:
@@ -210,8 +203,8 @@ class OneDCEngine:
         parsing = IntParsing(pcfg, ptensors)
         ref = ModelRef(
             name=str(cfg.get("name", d.name)),
-            sha256=_sha256_file(d / MODEL_FILE),
-            parsing_sha256=parsing_hash(_sha256_file(d / PARSING_FILE)),
+            sha256=sha256_file(d / MODEL_FILE),
+            parsing_sha256=parsing_hash(sha256_file(d / PARSING_FILE)),
         )
         if "fine_decoder" not in kwargs:  # (export passes None: it may be replacing a stale one)
             from onedc_media.model.fine_decoder import load_fine_decoder
@@ -630,7 +623,8 @@ class OneDCEngine:
     # -- evaluation (training validation) -----------------------------------------
     def evaluate(self, images: Sequence[np.ndarray], qualities: Iterable[int]) -> dict[str, float]:
         """Real-bits RD points: bpp from payload bytes, PSNR and MS-SSIM per rate point."""
-        from onedc_media.train.losses import ms_ssim_per_sample, psnr
+        from onedc_media.evaluate.metrics import psnr_batch
+        from onedc_media.train.losses import ms_ssim_per_sample
 
         res: dict[str, float] = {}
         enc = self.analyse(images)
@@ -641,7 +635,7 @@ class OneDCEngine:
             a = torch.stack([torch.from_numpy(r).permute(2, 0, 1).float() / 255 for r in recs])
             b = torch.stack([torch.from_numpy(im).permute(2, 0, 1).float() / 255 for im in images])
             res[f"q{q + 1}_bpp"] = bpp
-            res[f"q{q + 1}_psnr"] = float(psnr(a, b).mean())
+            res[f"q{q + 1}_psnr"] = float(psnr_batch(a, b).mean())
             res[f"q{q + 1}_msssim"] = float(ms_ssim_per_sample(a, b).mean())
         return res
 

@@ -9,6 +9,7 @@ from typing import Any
 
 import yaml
 
+from onedc_media.digest import sha256_file
 from onedc_media.errors import ModelError, ModelMismatchError
 
 __all__ = [
@@ -74,12 +75,10 @@ def build_model(spec: str | os.PathLike):  # -> OneDCModel (lazy import keeps th
 
 
 def _file_sha256(path: Path) -> str:
-    from onedc_media.model.engine import _sha256_file
-
     st = path.stat()
     key = (str(path.resolve()), st.st_size, st.st_mtime_ns, st.st_ino, st.st_ctime_ns)
     if key not in _hashes:
-        _hashes[key] = _sha256_file(path)
+        _hashes[key] = sha256_file(path)
     return _hashes[key]
 
 

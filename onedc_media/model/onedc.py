@@ -82,12 +82,9 @@ class OneDCModel(ModelMixin, ConfigMixin):
             start from), where it makes Stage I converge far faster; ``False`` is the
             paper's layout.
         latent_skip: a sub-pixel convolution from ``y_hat`` straight into the latent (added
-            after the U-Net), starting at zero. Measured on the tiny model: an encoder
-            that optimised ``y`` freely, even at 4x finer quantisation, stopped 4-20 dB
-            below what the VAE decoder reaches from an optimised latent; synthesis and
-            U-Net map ``y`` onto too few latents. The skip gives ``y`` a linear path to
-            every latent. Grown once from onedc-tiny (docs/training.md, the seventh
-            lease), it did not lift the top in 2000 steps; no shipped model uses it.
+            after the U-Net), starting at zero: a linear path from ``y`` to every latent,
+            for models whose synthesis and U-Net map ``y`` onto too few latents
+            (``docs/training.md`` discusses the ablation; no shipped model uses it).
         vae_config: ``{"type", "kwargs", "pixel_shuffle", "scaling_factor", "pretrained"}``.
         unet_config: ``{"kwargs", "pretrained", "lora_rank"}`` for ``UNet2DConditionModel``.
         parsing_config: fields of :class:`~onedc_media.entropy.parsing.ParsingConfig`.

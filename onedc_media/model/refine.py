@@ -53,9 +53,8 @@ class RefineConfig:
     :param autocast: run the decoder in bfloat16 autocast while searching (``None``: where
         the device computes bfloat16 natively, :func:`bf16_native`; only for float32
         engines, an engine already in a lower precision searches in it). The search only
-        needs directions: on an AVX512-BF16 CPU it was 1.2-1.5x faster on three whole
-        held-out photos, with PSNR within 0.04 dB and bits within 2 %; what is coded is
-        still exact, and the decoder is unchanged.
+        needs directions, so it is faster at the same result (the model card measures
+        it); what is coded is still exact, and the decoder is unchanged.
     """
 
     steps: int = 30

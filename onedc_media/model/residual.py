@@ -1,12 +1,12 @@
 """The latent residual layer: integer corrections to the latent the VAE decoder receives.
 
-Why it exists: on onedc-tiny the top of the curve is capped by synthesis and the one-step
-U-Net, not by the VAE or the bits. On the 16 held-out photos (256x256 crops,
-``benchmarks/quality_ceiling.py``) the VAE decoder reaches 31.6 dB from a latent fitted
-to the picture while the refined top rate point stops at 26.4 dB; finer quantisation of
-``y`` above q6 bought +0.07 .. +0.30 dB per 45-50 % more bits. The residual layer skips
-the bottleneck: the encoder codes ``e`` (integers, one per latent sample at 1/8 of the
-picture) and the decoder adds ``step * e`` to the U-Net's latent before the VAE decoder::
+Why it exists: the top of a small model's curve is capped by synthesis and the one-step
+U-Net, not by the VAE or the bits: the VAE decoder draws far better pictures from a latent
+fitted to the picture than the top rate point reaches, and finer quantisation of ``y``
+buys little (``benchmarks/quality_ceiling.py`` measures both; the model card has the
+numbers). The residual layer skips the bottleneck: the encoder codes ``e`` (integers, one
+per latent sample at 1/8 of the picture) and the decoder adds ``step * e`` to the U-Net's
+latent before the VAE decoder::
 
     latent = U-Net(synthesis(y_hat, z)) + step * e          # then VAE decoder -> pixels
 

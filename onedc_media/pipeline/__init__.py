@@ -16,9 +16,7 @@ cheap (no PyAV, no OpenCV).
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from onedc_media.lazy import lazy_attributes
 from onedc_media.pipeline.policy import KeyframePolicy, PolicyInfo, PolicyRegistry
 
 __all__ = [
@@ -34,19 +32,12 @@ __all__ = [
 ]
 
 _LAZY = {
-    "InterSettings": "hybrid",
-    "VideoDecoder": "decoder",
-    "VideoEncoder": "encoder",
-    "decode_keyframes": "keyframes",
-    "export_pictures": "export",
-    "export_video": "export",
+    "InterSettings": "onedc_media.pipeline.hybrid",
+    "VideoDecoder": "onedc_media.pipeline.decoder",
+    "VideoEncoder": "onedc_media.pipeline.encoder",
+    "decode_keyframes": "onedc_media.pipeline.keyframes",
+    "export_pictures": "onedc_media.pipeline.export",
+    "export_video": "onedc_media.pipeline.export",
 }
 
-
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'onedc_media.pipeline' has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"onedc_media.pipeline.{module}"), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_attributes(__name__, _LAZY)

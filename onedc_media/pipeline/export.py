@@ -33,6 +33,7 @@ from onedc_media import container
 from onedc_media.codec import CodecRegistry
 from onedc_media.container import InputContainer, Packet, StreamHeader
 from onedc_media.errors import InvalidImageError, InvalidVideoError, MediaError
+from onedc_media.imageio import WRITE_SUFFIXES
 from onedc_media.pipeline.decoder import VideoDecoder, picture_stream
 from onedc_media.pipeline.keyframes import decode_keyframes
 from onedc_media.pipeline.media import (
@@ -43,7 +44,6 @@ from onedc_media.pipeline.media import (
 )
 
 __all__ = [
-    "IMAGE_EXTENSIONS",
     "VIDEO_EXTENSIONS",
     "ExportResult",
     "export_pictures",
@@ -55,7 +55,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 VIDEO_EXTENSIONS = (".mp4", ".mkv", ".mov", ".m4v", ".webm", ".avi")
-IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".webp")
 _PATTERN = re.compile(r"%0?\d*d")
 
 
@@ -307,7 +306,7 @@ def export_pictures(
     """
     source, output = os.fspath(source), os.fspath(output)
     ext = os.path.splitext(output)[1].lower()
-    if ext not in IMAGE_EXTENSIONS:
+    if ext not in WRITE_SUFFIXES:
         ext = ".png"
     stem = os.path.splitext(os.path.basename(source))[0]
     name = picture_paths(output, stem, ext)

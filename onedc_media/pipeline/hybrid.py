@@ -46,7 +46,6 @@ than 16 pixels are padded by repeating the edge and cropped after decoding.
 from __future__ import annotations
 
 import logging
-import os
 import re
 import struct
 import zlib
@@ -59,7 +58,7 @@ import av
 import numpy as np
 
 from onedc_media.errors import BitstreamError, CodecOptionError, MediaError, OdcFormatError
-from onedc_media.pipeline.media import TO_RGB, TO_YUV
+from onedc_media.pipeline.media import TO_RGB, TO_YUV, create_encoder
 
 __all__ = [
     "INTER_CODECS",
@@ -72,9 +71,6 @@ __all__ = [
 ]
 
 log = logging.getLogger(__name__)
-
-# SVT-AV1 prints its configuration to stderr for every encoder it opens.
-os.environ.setdefault("SVT_LOG", "1")
 
 SETTINGS_VERSION = 1
 FLAG_GOP_START = 0x01
@@ -310,7 +306,7 @@ class _Encoding:
         self._options = settings.encoder_options()
 
     def open_encoder(self) -> av.codec.context.CodecContext:
-        ctx = av.CodecContext.create(self.settings.spec.encoder, "w")
+        ctx = create_encoder(self.settings.spec.encoder)
         ctx.width, ctx.height = self.size
         ctx.pix_fmt = "yuv420p"
         ctx.time_base = _TIME_BASE

@@ -43,6 +43,7 @@ __all__ = [
     "atomic_path",
     "color_from_frame",
     "color_tags",
+    "create_encoder",
     "display_rotation",
     "fraction",
     "frame_to_rgb",
@@ -88,6 +89,16 @@ def _value(table: dict[int, str], name: str, default: int) -> int:
         if value == name:
             return key
     return default
+
+
+def create_encoder(name: str) -> av.codec.context.CodecContext:
+    """A fresh encoder context of the FFmpeg encoder *name*.
+
+    SVT-AV1 prints its configuration to stderr for every encoder it opens; it reads
+    ``SVT_LOG`` when one opens, so this sets it to errors only unless the user set it.
+    """
+    os.environ.setdefault("SVT_LOG", "1")
+    return av.CodecContext.create(name, "w")
 
 
 def color_from_frame(frame: av.VideoFrame) -> ColorInfo:

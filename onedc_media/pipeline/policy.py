@@ -8,17 +8,17 @@ new GOP.
 
 from __future__ import annotations
 
-import dataclasses
 import importlib
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from onedc_media.codec.contract import CodecOption
-from onedc_media.errors import CodecNotFoundError, DuplicateCodecError, PluginError
+from onedc_media.codec.registry import Registry
+from onedc_media.errors import PluginError
 
 __all__ = ["KeyframePolicy", "PolicyInfo", "PolicyRegistry"]
 
@@ -71,49 +71,9 @@ class PolicyInfo:
         return cls(**self.resolve_options(options))
 
 
-class PolicyRegistry:
-    """Name -> :class:`PolicyInfo`; duplicate names are an error."""
+class PolicyRegistry(Registry[PolicyInfo]):
+    """Name -> :class:`PolicyInfo`, filled by ``register_keyframe_policies`` hooks."""
 
-    def __init__(self) -> None:
-        self._infos: dict[str, PolicyInfo] = {}
-        self._plugin = ""
-
-    def add(self, info: PolicyInfo) -> None:
-        if not isinstance(info, PolicyInfo):
-            raise PluginError(
-                f"register_keyframe_policies: expected PolicyInfo, got {type(info).__name__}"
-            )
-        if self._plugin and not info.plugin:
-            info = dataclasses.replace(info, plugin=self._plugin)
-        old = self._infos.get(info.name)
-        if old is not None:
-            raise DuplicateCodecError(
-                f"keyframe policy {info.name!r} is registered twice: by plugin "
-                f"{old.plugin or '?'!r} and by plugin {info.plugin or '?'!r}"
-            )
-        self._infos[info.name] = info
-
-    def scoped(self, plugin: str) -> PolicyRegistry:
-        view = object.__new__(PolicyRegistry)
-        view._infos = self._infos
-        view._plugin = plugin
-        return view
-
-    def get(self, name: str) -> PolicyInfo:
-        try:
-            return self._infos[name]
-        except KeyError:
-            known = ", ".join(sorted(self._infos)) or "none"
-            raise CodecNotFoundError(f"unknown keyframe policy {name!r} (registered: {known})") from None
-
-    def names(self) -> list[str]:
-        return sorted(self._infos)
-
-    def __contains__(self, name: object) -> bool:
-        return name in self._infos
-
-    def __iter__(self) -> Iterator[PolicyInfo]:
-        return iter(sorted(self._infos.values(), key=lambda i: i.name))
-
-    def __len__(self) -> int:
-        return len(self._infos)
+    info_type = PolicyInfo
+    noun = "keyframe policy"
+    hook = "register_keyframe_policies"

@@ -36,6 +36,7 @@ from typing import Any
 import numpy as np
 
 from onedc_media.evaluate.bench import BenchResult, BenchRow, interleaved
+from onedc_media.evaluate.metrics import psnr_rgb
 
 __all__ = ["PeakRSS", "bench_decode", "encode_sequence", "make_clip"]
 
@@ -137,11 +138,6 @@ def _cuda_devices(engine: Any) -> list[Any]:
     return [dev] if dev.startswith("cuda") else []
 
 
-def _psnr(a: np.ndarray, b: np.ndarray) -> float:
-    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
-    return math.inf if mse == 0 else 10 * math.log10(255.0**2 / mse)
-
-
 def _agreement(
     engine: Any, runtime: Any, packets: Sequence[bytes], b: int, split: dict[str, int]
 ) -> dict[str, dict[str, Any]]:
@@ -156,7 +152,7 @@ def _agreement(
     }
     out = {}
     for name, frames in got.items():
-        ps = min(_psnr(x, r) for x, r in zip(frames, reference))
+        ps = min(psnr_rgb(x, r) for x, r in zip(frames, reference))
         diff = max(
             int(np.abs(x.astype(int) - r.astype(int)).max()) for x, r in zip(frames, reference)
         )

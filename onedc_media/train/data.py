@@ -10,8 +10,9 @@ Behaviour, decided here once:
   :class:`~onedc_media.errors.InvalidImageError` naming it, unless ``skip_invalid=True``,
   in which case it is left out with a logged warning. A file that passes the header check
   but fails to decode later raises ``InvalidImageError`` from ``__getitem__``.
-* **Pictures.** EXIF orientation is applied, every mode is converted to RGB (alpha is
-  dropped), values are float32 in ``[0, 1]``, shape ``(3, H, W)``.
+* **Pictures.** Decoded by :func:`onedc_media.imageio.read_image`, as every picture the
+  project reads (EXIF orientation applied, 16-bit scaled to 8, alpha dropped); values are
+  float32 in ``[0, 1]``, shape ``(3, H, W)``.
 * **Crops.** Training: a uniformly random ``crop_size`` crop and a horizontal flip with
   probability 1/2. Validation (``train=False``): the centre crop. ``crop_size=None``
   returns whole pictures (batch them one at a time or with equal sizes).
@@ -36,33 +37,11 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from onedc_media.errors import InvalidImageError
+from onedc_media.imageio import IMAGE_SUFFIXES, read_image
 
-__all__ = ["DEFAULT_EXTENSIONS", "ImageFolderDataset", "make_loader", "seed_worker"]
+__all__ = ["ImageFolderDataset", "make_loader", "seed_worker"]
 
 log = logging.getLogger(__name__)
-
-DEFAULT_EXTENSIONS: tuple[str, ...] = (
-    ".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff", ".ppm", ".pgm", ".pnm",
-)
-
-
-def _open_rgb(path: Path) -> np.ndarray:
-    """Decode ``path`` to an RGB uint8 ``(H, W, 3)`` array, or raise InvalidImageError."""
-    from PIL import Image, ImageOps
-
-    try:
-        with Image.open(path) as im:
-            im = ImageOps.exif_transpose(im)
-            if im.mode in ("I", "I;16", "I;16B", "I;16L"):
-                arr = np.asarray(im, dtype=np.float64) / 257.0
-                im = Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
-            arr = np.array(im.convert("RGB"))  # writable copy
-    except Exception as exc:  # Pillow raises many types (OSError, SyntaxError, ...)
-        raise InvalidImageError(f"cannot decode image: {exc}", filename=str(path)) from exc
-    if arr.ndim != 3 or arr.shape[0] == 0 or arr.shape[1] == 0:
-        raise InvalidImageError("empty image", filename=str(path))
-    return arr
-
 
 def _check_header(path: Path) -> None:
     from PIL import Image
@@ -113,7 +92,7 @@ class ImageFolderDataset(Dataset):
         crop_size: int | None,
         *,
         train: bool = True,
-        extensions: Iterable[str] = DEFAULT_EXTENSIONS,
+        extensions: Iterable[str] = IMAGE_SUFFIXES,
         skip_invalid: bool = False,
         cache: bool = False,
     ) -> None:
@@ -157,10 +136,10 @@ class ImageFolderDataset(Dataset):
 
     def _picture(self, index: int) -> np.ndarray:
         if not self.cache:
-            return _open_rgb(self.paths[index])
+            return read_image(self.paths[index])
         arr = self._decoded.get(index)
         if arr is None:
-            arr = self._decoded[index] = _open_rgb(self.paths[index])
+            arr = self._decoded[index] = read_image(self.paths[index])
             arr.flags.writeable = False  # crops are views: nothing may write into the cache
         return arr
 

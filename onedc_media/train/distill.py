@@ -30,8 +30,9 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from onedc_media.errors import ModelError
+from onedc_media.evaluate.metrics import psnr_batch
 from onedc_media.train.config import TrainConfig
-from onedc_media.train.losses import distortion, psnr
+from onedc_media.train.losses import distortion
 from onedc_media.train.trainer import StageStep, select_params
 
 __all__ = ["TeacherBundle", "LatentDiscriminator", "build"]
@@ -193,7 +194,7 @@ def _stage2(cfg: TrainConfig, codec: nn.Module, device: torch.device) -> StageSt
         state["x0"] = x0.detach()
         state["real"] = out.latent.detach()
         return total, {"loss": float(total.detach()), "dmd": float(dmd.detach()), "rec": float(rec.detach().mean()),
-                       "adv": float(adv.detach()), "psnr": float(psnr((out.x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean())}
+                       "adv": float(adv.detach()), "psnr": float(psnr_batch((out.x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean())}
 
     def extra(x01: Tensor, step: int) -> dict[str, float]:
         x0, lat = state.pop("x0"), state.pop("real")

@@ -6,7 +6,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["distortion", "ms_ssim_per_sample", "psnr"]
+__all__ = ["distortion", "ms_ssim_per_sample"]
 
 
 def ms_ssim_per_sample(a01: Tensor, b01: Tensor) -> Tensor:
@@ -20,11 +20,6 @@ def ms_ssim_per_sample(a01: Tensor, b01: Tensor) -> Tensor:
     if min(a01.shape[-2:]) <= 160:
         return ssim(a01, b01, data_range=1.0, size_average=False)
     return ms_ssim(a01, b01, data_range=1.0, size_average=False)
-
-
-def psnr(a01: Tensor, b01: Tensor) -> Tensor:
-    mse = (a01 - b01).pow(2).flatten(1).mean(1).clamp_min(1e-10)
-    return -10 * torch.log10(mse)
 
 
 def distortion(x_hat: Tensor, x: Tensor, *, l1: float = 1.0, mse: float = 0.0,

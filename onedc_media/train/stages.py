@@ -23,8 +23,9 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from onedc_media.errors import ModelError
+from onedc_media.evaluate.metrics import psnr_batch
 from onedc_media.train.config import TrainConfig
-from onedc_media.train.losses import distortion, latent_l1, psnr
+from onedc_media.train.losses import distortion, latent_l1
 from onedc_media.train.trainer import StageStep, select_params
 
 __all__ = ["build_stage", "DEFAULT_TRAIN_MODULES"]
@@ -77,7 +78,7 @@ def _vae_stage(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -
         total = d.mean() + w["latent_reg"] * reg
         out = {k: float(v.detach().mean()) for k, v in parts.items()}
         out.update(loss=float(total.detach()), latent_rms=float(reg.detach().sqrt()),
-                   psnr=float(psnr((x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean()))
+                   psnr=float(psnr_batch((x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean()))
         return total, out
 
     def validate(step: int) -> dict[str, float]:
@@ -88,7 +89,7 @@ def _vae_stage(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -
             x = x01[None] * 2 - 1
             lat = vae.encode(x)
             rms.append(float(lat.pow(2).mean().sqrt()))
-            ps.append(float(psnr((vae.decode(lat).clamp(-1, 1) + 1) / 2, x01[None])))
+            ps.append(float(psnr_batch((vae.decode(lat).clamp(-1, 1) + 1) / 2, x01[None])))
         return {"val_psnr": sum(ps) / len(ps), "latent_rms": sum(rms) / len(rms)}
 
     return StageStep(model=model, params={"main": params}, loss=loss, validate=validate)
@@ -147,7 +148,7 @@ def _stage1(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> S
             d, dparts = distortion(out.x_hat, x, l1=w["l1"], mse=w["mse"], msssim=w["msssim"])
             total = total + d
             parts.update({k: float(v.detach().mean()) for k, v in dparts.items()})
-            parts["psnr"] = float(psnr((out.x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean())
+            parts["psnr"] = float(psnr_batch((out.x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean())
         if w["latent_l1"]:
             ll = latent_l1(out.latent_hat, out.latent.detach())
             total = total + w["latent_l1"] * ll

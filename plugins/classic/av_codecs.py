@@ -7,13 +7,12 @@ else is in the batch (DESIGN invariant 7 regenerates intra pictures by re-encodi
 Why these libraries
 -------------------
 ``avif`` uses SVT-AV1 (PyAV ``libsvtav1``, all-intra: ``keyint=1``) to encode and dav1d
-(PyAV ``libdav1d``) to decode, so decoding never needs the encoder library. Measured
-here against Pillow's AVIF plugin (libavif + libaom at speed 6) on a 512x600 photo, SVT
-at preset 6 gave the same or better PSNR at equal bytes (+0.6 dB at 0.2 bpp, +1 dB at
-0.65 bpp), was 2-3x faster, and produced identical bytes with 1 or 2 threads, where
-libaom's output changed with the thread count. A raw AV1 temporal unit also avoids the
-~300 bytes of HEIF boxes an ``.avif`` file adds per picture, which would distort bpp at
-low rates: the stream header of the ``.odc`` file plays the role of those boxes.
+(PyAV ``libdav1d``) to decode, so decoding never needs the encoder library. SVT-AV1
+rather than libaom (Pillow's AVIF plugin): its bytes do not change with the thread
+count, and it is faster at equal quality (``benchmarks/README.md`` compares them). A raw
+AV1 temporal unit also avoids the HEIF boxes an ``.avif`` file adds per picture, which
+would distort bpp at low rates: the stream header of the ``.odc`` file plays the role of
+those boxes.
 
 ``hevc-intra`` uses x265 (PyAV ``libx265``) with ``wpp=1:lookahead-slices=0`` and
 ``frame-threads=1``, which makes the output independent of the thread count, and
@@ -46,21 +45,19 @@ Colour and sizes
 RGB is converted to 8-bit YCbCr 4:2:0 with the BT.709 matrix in full range, and back
 with the same matrix and range (signalled in the bitstream's colour description too).
 The conversions use swscale with area downsampling and bicubic chroma upsampling,
-``accurate_rnd`` and ``bitexact`` (reproducible on every CPU). On the test photo the
-RGB -> 4:2:0 -> RGB round trip alone gives 47.5 dB PSNR this way, against 41.8 dB with
-swscale's default flags; HEVC at quality 90 comes within 0.2 dB of that ceiling.
+``accurate_rnd`` and ``bitexact`` (reproducible on every CPU), which lose far less in the
+RGB -> 4:2:0 -> RGB round trip than swscale's default flags (``benchmarks/README.md``).
 
 4:2:0 needs even sizes and the encoders have minimum sizes: smaller or odd frames are
 padded by repeating the last row / column, and the decoder crops back to the size in the
 header. 1x1 therefore works, at the cost of coding a 16x16 picture. x265 refuses pictures
 under 16x16; some SVT-AV1 builds corrupt their heap and abort the process on an 8x8
-picture (PyAV 18.1.1's), so AV1 pictures are padded to 16x16 too. Packets written when
-AV1 pictures were padded only to 8x8 still decode: the decoder accepts either coded size.
+picture, so AV1 pictures are padded to 16x16 too. The decoder also accepts AV1 pictures
+padded only to 8x8, as older packets are.
 """
 
 from __future__ import annotations
 
-import os
 import struct
 import zlib
 from collections.abc import Mapping, Sequence
@@ -71,10 +68,11 @@ from typing import Any
 import av
 import numpy as np
 from av.video.reformatter import Interpolation
+from onedc_media_plugins.classic._common import ClassicCodec, as_bytes, check_declared_size
 
 from onedc_media.codec.contract import Decoder, Encoder, check_frames
 from onedc_media.errors import BitstreamError, MediaError, PluginError
-from onedc_media_plugins.classic._common import ClassicCodec, as_bytes, check_declared_size
+from onedc_media.pipeline.media import create_encoder
 
 __all__ = [
     "AvifCodec",
@@ -86,10 +84,6 @@ __all__ = [
     "pack_packet",
     "unpack_packet",
 ]
-
-# SVT-AV1 prints its configuration to stderr on every encoder it opens; keep errors only
-# unless the user asked for more.
-os.environ.setdefault("SVT_LOG", "1")
 
 #: magic, version, flags, width - 1, height - 1, crc32 of the payload.
 HEADER = struct.Struct(">4sBBHHI")
@@ -204,7 +198,7 @@ class IntraEncoder(Encoder):
         )
         yuv.pts = 0
         try:
-            ctx = av.CodecContext.create(self.spec.encoder, "w")
+            ctx = create_encoder(self.spec.encoder)
             ctx.width, ctx.height = coded_w, coded_h
             ctx.pix_fmt = "yuv420p"
             ctx.time_base = Fraction(1, 25)
@@ -260,7 +254,7 @@ class IntraDecoder(Decoder):
             )
         # Rebuild the frame from its planes: the decoder's frame carries colour metadata
         # (chroma siting among it) that swscale would honour, and the encoder's frame,
-        # built from an array, had none. Same conventions both ways: 47 dB, not 43.
+        # built from an array, had none. The same conventions both ways lose least.
         planes = av.VideoFrame.from_ndarray(yuv.to_ndarray(), format="yuv420p")
         rgb = planes.reformat(
             format="rgb24",

@@ -17,8 +17,8 @@ ONEDC = CodecInfo(
     factory="onedc_media_plugins.onedc.codec:OneDCCodec",
     options=(
         CodecOption("quality", "int", None, "rate point: 1 = fewest bits; the model defines how "
-                    "many and names a default (the middle of its ladder if it does not; onedc-tiny: "
-                    "1..6, about 0.035 .. 0.26 bpp on photos, see its model card)", min=1, max=16),
+                    "many and names a default (the middle of its ladder if it does not); its model "
+                    "card gives the bits each point spends", min=1, max=16),
         CodecOption("model", "str", "onedc-tiny", "embedded model name or a local exported model folder"),
         CodecOption("device", "str", "auto", "synthesis device: auto, cpu, cuda, cuda:N "
                     "(entropy coding always runs on the CPU)"),
@@ -26,19 +26,17 @@ ONEDC = CodecInfo(
         CodecOption("tile", "int", 1024, "pictures larger than this many pixels on a side are "
                     "coded in overlapping tiles (bounds memory)", min=256, max=8192),
         CodecOption("refine", "int", 0, "encoder effort: gradient steps that fit each picture's latents "
-                    "to the decoder before coding (0 = off; 30: +1.3 .. +2.7 dB at 9-25 % fewer bits "
-                    "above q1 on held-out photos, 50-77 s per megapixel on 2 CPU cores; 10: most of the "
-                    "quality in a third of the time). Decoding is unchanged",
-                    min=0, max=1000),
+                    "to the decoder before coding (0 = off; more steps give more quality at the same "
+                    "or fewer bits, a few dozen give most of it). Slow: each step runs the decoder "
+                    "forwards and backwards, so encode time grows with the steps. Decoding is "
+                    "unchanged", min=0, max=1000),
         CodecOption("enhance", "float", 0, "latent residual layer: integer corrections to the "
                     "latent the decoder's VAE receives, coded after the rate point (0 = off; 1..3 "
                     "spend more bits for more quality, each whole level halves the weight of the "
-                    "layer's bits, fractions lie between; with refine=30 at -q 5, 1 .. 1.4 gave "
-                    "0.27-0.31 bpp above JPEG on held-out photos, see the model card). Fitted "
-                    "through the model's fine decoder and its own, keeping the cheaper per "
-                    "picture: about 70 s per megapixel more on 2 CPU cores. Readers older than "
-                    "the layer refuse such files",
-                    min=0, max=3),
+                    "layer's bits, fractions lie between). Fitted through the model's fine decoder "
+                    "and its own, keeping the cheaper per picture: slow, gradient steps through "
+                    "the VAE decoder for each. Decoding costs the same; decoders without the "
+                    "layer refuse such files", min=0, max=3),
     ),
     capabilities=Capabilities(batch=True, cuda=True, lossless=False),
     quality_ladder=(1, 2, 3, 4, 5, 6),
