@@ -115,6 +115,17 @@ def test_a_percent_sign_in_a_folder_name_is_not_a_pattern(clip, tmp_path, capsys
     assert code == 0 and len(list(folder.glob("f_*.png"))) == 20
 
 
+def test_decode_to_a_video_creates_missing_folders(clip, tmp_path, capsys):
+    odc = tmp_path / "v.odc"
+    assert run(capsys, "transcode", str(clip), "-o", str(odc), "-c", "jpeg", "--max-frames", "4",
+               "--no-audio", "--no-progress")[0] == 0  # fmt: skip
+    video = tmp_path / "new" / "deeper" / "v.mp4"
+    code, out, err = run(capsys, "decode", str(odc), "-o", str(video), "--no-progress")
+    assert code == 0, err
+    assert f"wrote {video}: 4 frames" in out
+    assert len(read_source(video)[1]) == 4
+
+
 def test_decode_to_pictures_reports_intra_mismatches(clip, tmp_path, capsys):
     from onedc_media.pipeline.hybrid import pack_inter, unpack_inter
 

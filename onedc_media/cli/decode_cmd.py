@@ -163,6 +163,8 @@ def _decode(args: argparse.Namespace) -> int:
                 raise CodecOptionError(
                     "--keyframes-only writes pictures: give a directory or a pattern (-o stills/)"
                 )
+            # missing parent folders are created, as for pictures
+            os.makedirs(os.path.dirname(os.path.abspath(output)), exist_ok=True)
             result = export_video(
                 args.input,
                 output,
