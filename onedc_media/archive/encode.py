@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from onedc_media import container
+from onedc_media.archive.paths import open_inside, resolve_inside
 from onedc_media.codec.contract import MAX_FRAME_PIXELS
 from onedc_media.digest import sha256_fileobj
 from onedc_media.errors import CodecOptionError, InvalidImageError, InvalidVideoError, OdcError
@@ -114,6 +115,9 @@ class WorkItem:
     kind: str  #: image | video
     output: str  #: under DEST, '/'-separated
     path: str  #: absolute path of the source
+    #: SRC: when set, the source is opened only if it lies inside it (folders on the way
+    #: not symbolic links; :func:`~onedc_media.archive.paths.open_inside`)
+    root: str = ""
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -150,6 +154,15 @@ def _failure(item: WorkItem, error: str, **fields: Any) -> dict[str, Any]:
     )
     out.update(fields)
     return out
+
+
+def _open_source(item: WorkItem) -> int:
+    """A read-only, non-blocking descriptor of the item's source (inside its SRC when
+    the item names one)."""
+    flags = os.O_RDONLY | os.O_NONBLOCK
+    if item.root:
+        return open_inside(item.root, item.source, flags, what="source", follow_last=True)
+    return os.open(item.path, flags)
 
 
 def _describe(exc: BaseException) -> str:
@@ -226,7 +239,7 @@ class ArchiveEncoder:
         out = Loaded(item)
         try:
             # O_NONBLOCK: opening a FIFO must not wait for a writer (fstat refuses it).
-            fd = os.open(item.path, os.O_RDONLY | os.O_NONBLOCK)
+            fd = _open_source(item)
             try:
                 st = os.fstat(fd)
                 out.size, out.mtime_ns = st.st_size, st.st_mtime_ns
@@ -369,13 +382,15 @@ class ArchiveEncoder:
         size = mtime = sha = None
         tmp = None
         try:
+            if item.root:  # the transcoder opens the path: check where it leads first
+                resolve_inside(item.root, item.source, what="source", follow_last=True)
             before = os.stat(item.path)
             size, mtime = before.st_size, before.st_mtime_ns
             if not stat.S_ISREG(before.st_mode):
                 raise InvalidVideoError("not a regular file")
             if before.st_size == 0:
                 raise InvalidVideoError("empty file")
-            fd = os.open(item.path, os.O_RDONLY | os.O_NONBLOCK)
+            fd = _open_source(item)
             if not stat.S_ISREG(os.fstat(fd).st_mode):
                 os.close(fd)
                 raise InvalidVideoError("not a regular file")

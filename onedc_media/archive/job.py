@@ -25,6 +25,7 @@ from typing import Any
 from onedc_media.archive.encode import EncodeSettings, WorkItem, settings_key
 from onedc_media.archive.layout import Layout, commit_file, job_lock
 from onedc_media.archive.manifest import RESULT_COLUMNS, Manifest, ManifestError, Seen
+from onedc_media.archive.paths import UnsafePathError, path_problem, split_relative
 from onedc_media.archive.walk import probe_size, walk_sources
 from onedc_media.digest import sha256_file
 from onedc_media.errors import CodecOptionError, MediaError
@@ -127,7 +128,12 @@ class Committer:
         rows = []
         for r in results:
             if r["status"] == "done":
-                commit_file(self.layout, r["data"], self.layout.output_path(r["output"]))
+                try:
+                    final = self.layout.output_path(r["output"])
+                except UnsafePathError as exc:  # a symlinked folder in DEST: not written
+                    r = {**r, "status": "failed", "error": str(exc)}
+            if r["status"] == "done":
+                commit_file(self.layout, r["data"], final)
                 self.state.done += 1
                 self.state.bytes_out += int(r["out_size"])
             else:
@@ -223,6 +229,7 @@ def scan(
                 probe.append((row["id"], path))
         if target is not None and (target != status or why is not None):
             changes.append((row["id"], target, why))
+    changes += _unsafe_rows(manifest)
     if changes:
         manifest.set_status(changes)
     if probe:
@@ -233,6 +240,23 @@ def scan(
         "SELECT COUNT(*) FROM items WHERE status = 'pending' AND kind IN ('image', 'video')"
     ).fetchone()[0]
     return res
+
+
+def _unsafe_rows(manifest: Manifest) -> list[tuple[int, str, str | None]]:
+    """Rows whose source or output path is unsafe (absolute, ``..``...: a damaged or
+    crafted manifest) become ``failed``: they are never read, encoded or written."""
+    out = []
+    for item_id, status, error, *paths in manifest.db.execute(
+        "SELECT id, status, error, source, output FROM items"
+    ):
+        for what, path in zip(("source", "output"), paths):
+            problem = path_problem(path)
+            if problem is not None:
+                why = f"unsafe {what} path in the manifest: {path!r} ({problem})"
+                if (status, error) != ("failed", why):
+                    out.append((item_id, "failed", why))
+                break
+    return out
 
 
 def _known(manifest: Manifest, full: bool = False) -> dict[str, Any]:
@@ -250,7 +274,7 @@ def _known(manifest: Manifest, full: bool = False) -> dict[str, Any]:
 def _output_size(layout: Layout, output: str) -> int | None:
     try:
         return os.path.getsize(layout.output_path(output))
-    except OSError:
+    except (OSError, UnsafePathError):
         return None
 
 
@@ -290,7 +314,8 @@ def _work_item(row: Mapping[str, Any], src: str) -> WorkItem:
         row["source"],
         row["kind"],
         row["output"],
-        os.path.join(src, *row["source"].split("/")),
+        os.path.join(src, *split_relative(row["source"], "source")),
+        root=src,
     )
 
 

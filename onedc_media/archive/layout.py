@@ -27,6 +27,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from onedc_media.archive.manifest import ManifestError
+from onedc_media.archive.paths import open_inside, resolve_inside
 from onedc_media.container.writer import fsync_dir
 
 __all__ = ["STATE_DIR", "Layout", "commit_file", "job_lock"]
@@ -61,8 +62,15 @@ class Layout:
         return os.path.join(self.state, "lock")
 
     def output_path(self, output: str) -> str:
-        """The absolute path of the output recorded as *output* ('/'-separated)."""
-        return os.path.join(self.dest, *output.split("/"))
+        """The absolute path of the output recorded as *output* ('/'-separated), checked
+        to stay inside DEST (``UnsafePathError``; see :mod:`~onedc_media.archive.paths`)."""
+        return resolve_inside(self.dest, output, what="output")
+
+    def read_output(self, output: str) -> bytes:
+        """The bytes of the output recorded as *output*, opened without following any
+        symbolic link below DEST (``UnsafePathError``, ``OSError``)."""
+        with os.fdopen(open_inside(self.dest, output, what="output"), "rb") as fh:
+            return fh.read()
 
     def spool_path(self, suffix: str = ".partial") -> str:
         return os.path.join(self.spool, secrets.token_hex(8) + suffix)

@@ -6,6 +6,10 @@ a source or was given to another source (``a/b.jpeg``), then ``a/b.jpg.2.png``..
 two sources share a name (ignoring case). Videos come back as MP4 (H.264) by the same
 rule (``a/c.mov`` -> ``a/c.mp4``). Every file is written atomically; files already
 there are kept, so an interrupted restore resumes where it stopped.
+
+Manifest paths that are absolute or hold ``..`` (and outputs or restored files that a
+symbolic link would lead outside DEST or OUT) fail their item; nothing is read or
+written for it (:mod:`~onedc_media.archive.paths`).
 """
 
 from __future__ import annotations
@@ -21,6 +25,7 @@ from typing import Any
 
 from onedc_media.archive.layout import Layout
 from onedc_media.archive.manifest import Manifest
+from onedc_media.archive.paths import resolve_inside, split_relative
 from onedc_media.errors import OdcError
 
 __all__ = ["RestoreResult", "restore_archive", "restore_names"]
@@ -85,25 +90,27 @@ def restore_archive(
         names = restore_names([(r["source"], r["kind"]) for r in m.items()])
     result = RestoreResult()
     for n, row in enumerate(rows, 1):
-        target = os.path.join(out, *names[row["source"]].split("/"))
-        if os.path.exists(target):
-            result.kept += 1
-        else:
-            try:
+        try:
+            # manifest paths are data: both must stay inside their folders
+            split_relative(row["source"], "source")
+            path = layout.output_path(row["output"])
+            target = resolve_inside(out, names[row["source"]], what="restored file")
+            if os.path.exists(target):
+                result.kept += 1
+            else:
                 os.makedirs(os.path.dirname(target), exist_ok=True)
                 _remove_partials(target)
-                path = layout.output_path(row["output"])
                 if row["kind"] == "image":
-                    with open(path, "rb") as fh:
-                        _, pictures = decode_output(fh.read(), plugins=plugins, device=device)
+                    data = layout.read_output(row["output"])
+                    _, pictures = decode_output(data, plugins=plugins, device=device)
                     write_image(target, pictures[0])
                 else:
                     from onedc_media.pipeline.export import export_video
 
                     export_video(path, target, codecs=plugins.codecs, device=device)
                 result.restored += 1
-            except (OdcError, OSError, ValueError) as exc:
-                result.failures.append((row["source"], str(exc)))
+        except (OdcError, OSError, ValueError) as exc:
+            result.failures.append((row["source"], str(exc)))
         if progress is not None:
             progress(n, len(rows))
     result.seconds = time.perf_counter() - t0

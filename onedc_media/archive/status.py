@@ -10,6 +10,7 @@ from typing import Any
 
 from onedc_media.archive.layout import Layout
 from onedc_media.archive.manifest import STATUSES, Manifest
+from onedc_media.archive.paths import path_problem
 
 __all__ = ["ArchiveStatus", "archive_status", "format_status"]
 
@@ -35,6 +36,9 @@ class ArchiveStatus:
     pending_reasons: list[tuple[str, int]] = field(default_factory=list)
     runs: int = 0
     last_run: dict[str, Any] | None = None
+    #: manifest rows whose source or output path is unsafe (absolute, ``..``, empty or
+    #: NUL components): damage; restore and verify never open them. ``(path, problem)``
+    unsafe_paths: list[tuple[str, str]] = field(default_factory=list)
 
     @property
     def ratio(self) -> float | None:
@@ -111,6 +115,12 @@ def archive_status(dest: str | os.PathLike[str]) -> ArchiveStatus:
         )
         st.failures = _reasons(db, "failed")
         st.pending_reasons = _reasons(db, "pending")
+        st.unsafe_paths = [
+            (repr(path), problem)
+            for row in db.execute("SELECT source, output FROM items ORDER BY id")
+            for path in row
+            if (problem := path_problem(path)) is not None
+        ]
         st.runs = db.execute("SELECT COUNT(*) FROM runs").fetchone()[0]
         last = db.execute("SELECT * FROM runs ORDER BY id DESC LIMIT 1").fetchone()
         st.last_run = dict(last) if last is not None else None
@@ -179,6 +189,13 @@ def format_status(st: ArchiveStatus) -> str:
             lines.extend(f"    {n:6d}  {reason}" for reason, n in reasons[:10])
             if len(reasons) > 10:
                 lines.append(f"    ... and {len(reasons) - 10} other reasons")
+    if st.unsafe_paths:
+        shown = "; ".join(f"{p} ({why})" for p, why in st.unsafe_paths[:3])
+        more = f" and {len(st.unsafe_paths) - 3} more" if len(st.unsafe_paths) > 3 else ""
+        lines.append(
+            f"  damaged: {len(st.unsafe_paths)} unsafe manifest path(s), never opened: "
+            f"{shown}{more}"
+        )
     if st.last_run:
         state = "finished" if st.last_run.get("finished_at") else "interrupted or running"
         lines.append(f"  runs: {st.runs}; the last ({st.last_run.get('engine')}) {state}")

@@ -2,7 +2,9 @@
 
 For each output, in this order:
 
-1. the file exists, its size and SHA-256 are the manifest's;
+1. its manifest paths are plain relative paths (no ``..``, not absolute) and the file,
+   opened without following symbolic links below DEST, exists; its size and SHA-256
+   are the manifest's;
 2. it parses as ``.odc``; its picture stream is the recorded codec, size and model;
 3. it decodes to the recorded number of pictures of the recorded size. Image outputs
    that share a codec, parameters and model are decoded as one sequence through the
@@ -27,6 +29,7 @@ import hashlib
 import io
 import json
 import os
+import stat
 import time
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
@@ -40,6 +43,7 @@ import numpy as np
 from onedc_media import container
 from onedc_media.archive.layout import Layout, job_lock
 from onedc_media.archive.manifest import Manifest
+from onedc_media.archive.paths import open_inside, split_relative
 from onedc_media.errors import CodecOptionError, OdcError
 from onedc_media.imageio import decode_image
 
@@ -275,7 +279,8 @@ class _Verification:
         """File checks; an error message, an image output to decode, or ``None`` for a
         video that decoded completely."""
         try:
-            data = _read_checked(self.layout.output_path(row["output"]), row)
+            split_relative(row["source"], "source")  # damage: never opened (paths.py)
+            data = _read_checked(self.layout, row)
             header, packets = _parse(data)
             _check_header(header, row)
             if header.media_type == "image":
@@ -347,10 +352,9 @@ def _message(exc: BaseException) -> str:
     return f"{type(exc).__name__}: {exc}"
 
 
-def _read_checked(path: str, row: Any) -> bytes:
+def _read_checked(layout: Layout, row: Any) -> bytes:
     try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+        data = layout.read_output(row["output"])
     except OSError as exc:
         raise _Failed(f"cannot read the output: {exc.strerror}") from None
     if len(data) != row["out_size"]:
@@ -376,12 +380,15 @@ def _source_pixels(row: Any, src: str | None) -> np.ndarray | None:
     """The source picture, if it is still the one that was encoded."""
     if not src:
         return None
-    path = os.path.join(src, *row["source"].split("/"))
-    try:
-        with open(path, "rb") as fh:
-            data = fh.read()
+    try:  # O_NONBLOCK: a FIFO put in a source's place must not block
+        fd = open_inside(src, row["source"], os.O_RDONLY | os.O_NONBLOCK, what="source",
+                         follow_last=True)  # fmt: skip
     except OSError:
         return None
+    with os.fdopen(fd, "rb") as fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            return None
+        data = fh.read()
     if hashlib.sha256(data).hexdigest() != row["src_sha256"]:
         return None
     return decode_image(data, 1 << 62)
