@@ -41,6 +41,15 @@ def _vae_checkpoint(root: Path, seed: int, *, encoder_noise: bool = False) -> Pa
     return root
 
 
+#: The name the test folders (onedc-tiny's weights, other fine decoders) carry.
+OWN_NAME = "onedc-tiny-fine-test"
+
+
+def _rename(folder, name: str) -> None:
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "name": name}))
+
+
 @pytest.fixture(scope="module")
 def folders(tmp_path_factory):
     """Two model folders: the embedded model with fine decoder A, and with fine decoder B."""
@@ -53,6 +62,7 @@ def folders(tmp_path_factory):
         d = tmp / name
         shutil.copytree(embedded_model_dir(), d)
         (d / "fine-decoder.safetensors").unlink(missing_ok=True)
+        _rename(d, OWN_NAME)  # other fine decoders: not onedc-tiny's (weights/pins.py)
         export_fine_decoder(_vae_checkpoint(tmp / f"run-{name}", seed), d)
         out.append(d)
     return out
@@ -74,6 +84,7 @@ def plain_engine(tmp_path_factory):
     d = tmp_path_factory.mktemp("plain") / "m"
     shutil.copytree(embedded_model_dir(), d)
     (d / "fine-decoder.safetensors").unlink(missing_ok=True)
+    _rename(d, OWN_NAME)
     return OneDCEngine.from_pretrained(d)
 
 

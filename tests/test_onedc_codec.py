@@ -212,6 +212,13 @@ def test_plugin_codec_through_registry(tmp_path):
         info.create().decoder(stream.codec_params, model=forged)
 
 
+def _pin_as_earlier_release(monkeypatch, folder) -> None:
+    """Let *folder* (onedc-tiny with changed weights) pass as an earlier onedc-tiny release."""
+    from onedc_media.weights.pins import PINS, release_of
+
+    monkeypatch.setitem(PINS, "onedc-tiny", (*PINS["onedc-tiny"], release_of(folder)))
+
+
 def test_earlier_weights_decode_from_the_model_path(tmp_path, monkeypatch, capsys):
     """A file written with other weights than the embedded ones (an earlier release's):
     refused with a message that says how, then decoded with `decode --model DIR` or
@@ -230,6 +237,7 @@ def test_earlier_weights_decode_from_the_model_path(tmp_path, monkeypatch, capsy
     sd = load_file(str(old / "model.safetensors"))
     name = next(k for k in sorted(sd) if k.startswith("vae.") and sd[k].is_floating_point())
     save_file({**sd, name: sd[name] * 0.5}, str(old / "model.safetensors"))
+    _pin_as_earlier_release(monkeypatch, old)
     img = read_image(DATA / "astronaut.png")[:64, :96].copy()
     res = encode_pictures([img], tmp_path / "old.odc", codec="onedc", options={"model": str(old)},
                           form="stream")  # the stream form names the weights by their whole hash

@@ -163,7 +163,7 @@ class OneDCEngine:
         from safetensors import safe_open
         from safetensors.torch import load_file
 
-        from onedc_media.model.loading import embedded_model_dir
+        from onedc_media.model.loading import check_pinned, embedded_model_dir
         from onedc_media.model.onedc import OneDCModel
 
         d = Path(spec)
@@ -206,6 +206,7 @@ class OneDCEngine:
             sha256=sha256_file(d / MODEL_FILE),
             parsing_sha256=parsing_hash(sha256_file(d / PARSING_FILE)),
         )
+        check_pinned(d, ref.name, ref.sha256)  # an embedded model's name promises its bytes
         if "fine_decoder" not in kwargs:  # (export passes None: it may be replacing a stale one)
             from onedc_media.model.fine_decoder import load_fine_decoder
 

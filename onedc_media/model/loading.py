@@ -16,6 +16,7 @@ __all__ = [
     "DEFAULT_MODEL",
     "MODEL_PATH_ENV",
     "build_model",
+    "check_pinned",
     "embedded_model_dir",
     "find_model",
     "model_config",
@@ -80,6 +81,50 @@ def _file_sha256(path: Path) -> str:
     if key not in _hashes:
         _hashes[key] = sha256_file(path)
     return _hashes[key]
+
+
+def check_pinned(folder: str | os.PathLike, name: str, model_sha256: str) -> None:
+    """Refuse a model *folder* that claims an embedded model's *name* with other bytes.
+
+    An embedded name is a promise about bytes (:mod:`onedc_media.weights.pins`): its
+    ``model.safetensors`` must be one of the name's releases, and its
+    ``parsing.safetensors`` and ``fine-decoder.safetensors`` (if any) that release's.
+    Other names are not checked: models of your own carry their own name and hashes.
+
+    :param model_sha256: the SHA-256 of the folder's ``model.safetensors`` (the caller
+        has it already).
+    :raises ModelError: one line naming the file and both hashes.
+    """
+    from onedc_media.weights.pins import PINS
+
+    releases = PINS.get(name)
+    if not releases:
+        return
+    folder = Path(folder)
+    hint = (f"(give weights of your own another name in {folder / 'config.json'}; "
+            "new releases of an embedded model are pinned in onedc_media/weights/pins.py)")
+    matching = [r for r in releases if r.model == model_sha256]
+    if not matching:
+        raise ModelError(
+            f"{folder / 'model.safetensors'} claims the embedded model {name!r} but has "
+            f"sha256 {model_sha256}; {name}'s is {releases[0].model} {hint}"
+        )
+    parsing = _file_sha256(folder / "parsing.safetensors")
+    if not any(r.parsing == parsing for r in matching):
+        raise ModelError(
+            f"{folder / 'parsing.safetensors'} claims the embedded model {name!r} but has "
+            f"sha256 {parsing}; {name}'s is {matching[0].parsing} {hint}"
+        )
+    fine = folder / "fine-decoder.safetensors"
+    if fine.is_file():
+        allowed = [f for r in matching for f in r.fine_decoders]
+        got = _file_sha256(fine)
+        if got not in allowed:
+            want = allowed[0] if allowed else "none (this release has no fine decoder)"
+            raise ModelError(
+                f"{fine} claims the embedded model {name!r} but has sha256 {got}; "
+                f"{name}'s is {want} {hint}"
+            )
 
 
 def _holds(folder: Path, ref: Any) -> bool:
