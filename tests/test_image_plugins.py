@@ -242,3 +242,16 @@ def test_the_example_runs(capsys):
     out = capsys.readouterr().out
     assert "still form" in out and "3 pictures through imageio, 3 through Pillow" in out
     assert "Pillow:  OSError" in out and "imageio: ChecksumError" in out
+
+
+@pytest.mark.slow
+def test_pillow_saves_onedc_and_both_plugins_read_it(tmp_path, pictures):
+    """``im.save(..., codec="onedc", quality=1)`` with the embedded model, read back by
+    Pillow and imageio alike; the file is a still of at most 32 bytes of framing."""
+    Image.fromarray(pictures[0]).save(tmp_path / "a.odc", codec="onedc", quality=1)
+    with container.open(tmp_path / "a.odc") as inp:
+        assert inp.form == "still" and inp.streams[0].codec == "onedc"
+        assert (tmp_path / "a.odc").stat().st_size - len(next(inp.demux()).data) <= 32
+    drawn = np.asarray(Image.open(tmp_path / "a.odc"))
+    assert drawn.shape == (48, 64, 3)
+    assert np.array_equal(iio.imread(tmp_path / "a.odc"), drawn)
