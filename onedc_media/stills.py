@@ -177,7 +177,8 @@ class PictureReader:
         self.model = None if model is None else os.fspath(model)
         self.device = device
         self._plugins = plugins
-        self._frames: Any = None  # a video's frames, read in order
+        self._frames: Any = None  # a video's decoder and its frames, read in order
+        self._iter: Any = None
         self._next = 0
 
     @property
