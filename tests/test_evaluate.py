@@ -351,3 +351,97 @@ def test_curve_labels_show_whole_floats_as_integers():
     assert CodecSpec("onedc", (5,), {"enhance": 1.0, "refine": 30}).label == "onedc[enhance=1,refine=30]"
     assert CodecSpec("onedc", (5,), {"enhance": 1.4}).label == "onedc[enhance=1.4]"
     assert CodecSpec("jpeg", (10,)).label == "jpeg"
+
+
+# -- colour error and resampled anchors -----------------------------------------------
+
+
+def test_ciede2000_agrees_with_a_published_pair_and_sees_a_colour_shift():
+    from onedc_media.evaluate.metrics import ciede2000, colour_error
+
+    rgb = read_image(DATA / "coffee.jpg")[:96, :128]
+    assert ciede2000(rgb, rgb).max() == 0
+    same = colour_error(rgb, rgb)
+    assert same.mean == 0 and same.worst_block == 0 and same.blocks.shape == (6, 8)
+    # a yellow-green patch turned salmon-orange (the shift onedc-tiny showed) in one block
+    shifted = rgb.copy()
+    shifted[32:48, 64:80] = (250, 140, 110)
+    original = rgb.copy()
+    original[32:48, 64:80] = (160, 200, 60)
+    err = colour_error(original, shifted)
+    assert err.worst == (2, 4) and err.worst_block > 30
+    assert err.mean == pytest.approx(err.worst_block * 256 / rgb[..., 0].size, rel=0.2)
+    # blur moves the mean per-pixel error, barely the block-mean colours
+    import cv2
+
+    blurred = cv2.GaussianBlur(rgb, (0, 0), 2.0)
+    blur = colour_error(rgb, blurred)
+    assert blur.mean > 1 and blur.worst_block < blur.mean * 3 < err.worst_block
+    # uneven sizes: edge blocks are partial and still count
+    assert colour_error(rgb[:40, :50], shifted[:40, :50]).blocks.shape == (3, 4)
+
+
+def test_resampled_codes_a_small_picture_and_upscales_its_output():
+    from onedc_media.evaluate.runner import resampled
+
+    rgb = read_image(DATA / "coffee.jpg")[:171, :200]
+    seen = []
+
+    def code(picture):
+        seen.append(picture.shape)
+        return b"x" * 10, picture
+
+    packet, out = resampled(rgb, 3.0, code)
+    assert seen == [(57, 67, 3)] and out.shape == rgb.shape and out.dtype == np.uint8
+    assert 25 < psnr_rgb(rgb, out) < 60  # a faithful but blurred copy
+    assert resampled(rgb, 1.0, code)[1] is rgb
+    with pytest.raises(CodecOptionError):
+        CodecSpec("jpeg", (10,), scale=0.5)
+
+
+def test_resampled_curve_counts_bits_over_the_original_pixels(registry, photos, tmp_path):
+    specs = [CodecSpec("webp", (30,)), CodecSpec("webp", (30,), scale=2.0)]
+    assert [s.label for s in specs] == ["webp", "webp[scale=2]"]
+    run = run_evaluation(photos, specs, tmp_path, registry=registry, max_images=1)
+    assert run.errors == []
+    plain, small = sorted(run.rows, key=lambda r: r["scale"])
+    assert small["label"] == "webp[scale=2]" and small["scale"] == 2.0
+    assert (small["width"], small["height"]) == (plain["width"], plain["height"])
+    assert small["bpp"] == pytest.approx(small["bytes"] * 8 / (plain["width"] * plain["height"]))
+    assert small["bytes"] < plain["bytes"] * 0.6 and small["psnr_rgb"] < plain["psnr_rgb"]
+    for row in (plain, small):
+        assert 0 < row["ciede2000"] < 40 and 0 < row["ciede2000_worst_block"] < 40
+
+
+def test_eval_cli_reports_colour_and_resampled_curves(photos, tmp_path, capsys):
+    out = tmp_path / "r"
+    argv = ["eval", str(photos), "--codecs", "jpeg,webp", "--opt", "webp:scale=1,2",
+            "-q", "jpeg=10,40;webp=10,40", "--max-images", "1", "--sheet-images", "1",
+            "--quiet", "-o", str(out)]  # fmt: skip
+    assert cli_main(argv) == 0
+    captured = capsys.readouterr().out
+    assert "webp[scale=2]" in captured
+    summary = json.loads((out / "summary.json").read_text())
+    assert set(summary["curves"]) == {"jpeg", "webp", "webp[scale=2]"}
+    assert "webp[scale=2]" in summary["bd"]
+    point = summary["curves"]["webp[scale=2]"][0]
+    assert point["ciede2000_worst_block"] > 0 and point["ciede2000"] > 0
+    assert {t["label"] for t in summary["sheet"]} == {"jpeg", "webp", "webp[scale=2]"}
+    assert all(t["ciede2000_worst_block"] > 0 for t in summary["sheet"])
+    assert (out / "rd_colour.png").stat().st_size > 0
+    assert "worst block" in (out / "report.md").read_text()
+    for bad in ("webp:scale=0.5", "webp:scale=x"):
+        assert cli_main(["eval", str(photos), "-c", "webp", "--opt", bad, "-o", str(out)]) == 1
+
+
+def test_results_written_before_the_colour_columns_still_read(tmp_path):
+    from onedc_media.evaluate.runner import RESULT_FIELDS
+
+    old = [f for f in RESULT_FIELDS if f not in ("ciede2000", "ciede2000_worst_block", "scale")]
+    row = {f: "1" for f in old} | {"image": "a.png", "label": "jpeg", "codec": "jpeg"}
+    with open(tmp_path / "results.csv", "w", newline="") as fp:
+        writer = csv.DictWriter(fp, fieldnames=old)
+        writer.writeheader()
+        writer.writerow(row)
+    (got,) = read_results(tmp_path / "results.csv")
+    assert math.isnan(got["ciede2000"]) and math.isnan(got["scale"]) and got["bpp"] == 1.0

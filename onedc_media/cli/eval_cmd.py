@@ -12,11 +12,13 @@ Encode and decode every image with every codec at every quality, through the rea
 codecs (bits are real bytes), and write a rate-distortion report:
 
   results.csv    one row per image x codec x quality: bpp, PSNR (RGB and BT.601 Y),
-                 MS-SSIM, LPIPS / DISTS when their weights are on this machine,
+                 MS-SSIM, colour error (mean CIEDE2000 and the worst 16x16 block's),
+                 LPIPS / DISTS when their weights are on this machine,
                  encode / decode ms per megapixel
   summary.json   the averaged curves, BD-rate table and speeds, as JSON
-  rd*.png        bpp vs PSNR, PSNR-Y, MS-SSIM and MS-SSIM (dB)
-  sheet.png      the same crops of a few images per codec at similar bpp
+  rd*.png        bpp vs PSNR, PSNR-Y, MS-SSIM, MS-SSIM (dB) and colour error
+  sheet.png      the same crops of a few images per codec at similar bpp, and a map
+                 of each picture's colour shift (block CIEDE2000)
   report.md      all of the above, explained
 
 Runs resume: points already in OUT/results.csv are skipped (use --fresh to start
@@ -32,6 +34,7 @@ examples:
   onedc-media eval photos/ --codecs jpeg,avif --max-images 4 -o quick/
   onedc-media eval photos/ -q "jpeg=5,10,20,40;onedc=1,2,3,4,5,6" --anchor jpeg -o r/
   onedc-media eval photos/ --codecs jpeg,webp -q 10,30,50 --jobs 4 -o r/
+  onedc-media eval photos/ -c onedc,avif --opt avif:scale=1,2,3 -o r/  # AVIF resampled
   onedc-media eval photos/ -o report/ --report-only   # redraw from results.csv
 """
 
@@ -96,7 +99,10 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
         default=[],
         metavar="CODEC:KEY=VALUE",
         help="a fixed codec option for every point of that codec's curve (repeatable), e.g. "
-        "--opt onedc:model=my-model/ ; the curve's label then names the option",
+        "--opt onedc:model=my-model/ ; the curve's label then names the option. "
+        "scale=F1,F2 (any codec) adds one curve per factor: the picture downscaled by F "
+        "(area filter), coded, decoded and upscaled (Lanczos), bpp over the original pixels; "
+        "--opt avif:scale=1,2,3 compares AVIF below its floor (1 = as it is)",
     )
     p.add_argument(
         "--sheet-images",
@@ -255,20 +261,48 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
+def _scales(pair: str, value: str) -> list[float]:
+    """The factors of ``--opt CODEC:scale=F1,F2,...`` (1 is the codec as it is)."""
+    from onedc_media.errors import CodecOptionError
+    from onedc_media.evaluate.runner import MAX_SCALE
+
+    try:
+        factors = [float(v) for v in value.split(",") if v.strip()]
+    except ValueError:
+        factors = []
+    if not factors or any(not 1.0 <= f <= MAX_SCALE for f in factors):
+        raise CodecOptionError(
+            f"--opt {pair!r}: scale takes factors from 1 to {MAX_SCALE:g}, e.g. scale=1,2,3"
+        )
+    return list(dict.fromkeys(factors))
+
+
 def _apply_fixed_options(specs, registry, pairs: list[str]):
-    """``--opt CODEC:KEY=VALUE``: fixed options per curve (validated by the codec)."""
+    """``--opt CODEC:KEY=VALUE``: fixed options per curve (validated by the codec).
+
+    ``scale`` is eval's own: ``--opt avif:scale=1,3`` measures the codec as it is and on
+    pictures downscaled 3x (upscaled after decoding), one curve per factor.
+    """
     import dataclasses
 
     from onedc_media.errors import CodecOptionError
 
     fixed: dict[str, dict[str, object]] = {}
+    scales: dict[str, list[float]] = {}
     for pair in pairs:
         head, sep, value = pair.partition("=")
         codec, colon, key = head.partition(":")
         if not sep or not colon or not codec or not key:
             raise CodecOptionError(f"--opt expects CODEC:KEY=VALUE, got {pair!r}")
         info = registry.get(codec)
+        if key == "scale":
+            scales[codec] = _scales(pair, value)
+            continue
         if key == info.quality_option:
             raise CodecOptionError(f"--opt {pair!r}: set the quality ladder with -q instead")
         fixed.setdefault(codec, {})[key] = info.option(key).validate(value)
-    return [dataclasses.replace(s, options={**s.options, **fixed.get(s.name, {})}) for s in specs]
+    return [
+        dataclasses.replace(s, options={**s.options, **fixed.get(s.name, {})}, scale=f)
+        for s in specs
+        for f in scales.get(s.name, [s.scale])
+    ]

@@ -8,8 +8,11 @@ Files written to the output folder::
     rd_psnr_y.png        bpp vs PSNR-Y (BT.601 luma)
     rd_ms_ssim.png       bpp vs MS-SSIM
     rd_ms_ssim_db.png    bpp vs MS-SSIM in dB, -10 log10(1 - MS-SSIM)
+    rd_colour.png        bpp vs colour error: mean CIEDE2000 and the worst 16x16 block's
     sheet.png            the same crops of a few images, one column per codec, at
-                         similar bpp, labelled with bpp and PSNR
+                         similar bpp, labelled with bpp and PSNR, and under each a map
+                         of the whole picture's block CIEDE2000 (the colour shift) with
+                         the worst block outlined
     report.md            ties these together
 
 Averaging: a curve point is the mean over images of bpp and of each metric (per-image
@@ -53,7 +56,14 @@ METRICS: dict[str, str] = {
     "ms_ssim_db": "MS-SSIM (dB)",
     "lpips": "LPIPS (lower is better)",
     "dists": "DISTS (lower is better)",
+    "ciede2000": "mean CIEDE2000 (lower is better)",
+    "ciede2000_worst_block": "worst 16x16 block CIEDE2000 (lower is better)",
 }
+#: Colour metrics: plotted in ``rd_colour.png``, reported per point, not in BD tables.
+COLOUR_METRICS: tuple[str, ...] = ("ciede2000", "ciede2000_worst_block")
+#: The heat maps' colour scale tops out here (CIEDE2000): about where a colour reads as
+#: another colour.
+_HEAT_MAX = 30.0
 #: Metrics the BD-rate table uses (higher is better on each).
 BD_METRICS: tuple[str, ...] = ("psnr_rgb", "psnr_y", "ms_ssim_db")
 _PLOTS = ("psnr_rgb", "psnr_y", "ms_ssim", "ms_ssim_db")
@@ -112,8 +122,14 @@ def summarize(rows: Sequence[Mapping[str, Any]], anchor: str | None = None) -> S
                 continue
             codec_of[lab] = str(sel[0]["codec"])
             point: dict[str, Any] = {"quality": q, "images": len(sel)}
-            for key in ("bpp", "odc_bpp", "psnr_rgb", "psnr_y", "ms_ssim", "lpips", "dists"):
-                point[key] = _mean([r[key] for r in sel])
+            for key in ("bpp", "odc_bpp", "psnr_rgb", "psnr_y", "ms_ssim", "lpips", "dists",
+                        *COLOUR_METRICS):
+                point[key] = _mean([r.get(key, math.nan) for r in sel])
+            # the photo whose worst block is worst: one shifted object is what a user sees
+            point["ciede2000_worst_block_max"] = max(
+                (v for r in sel if math.isfinite(v := r.get("ciede2000_worst_block", math.nan))),
+                default=math.nan,
+            )
             point["ms_ssim_db"] = (
                 -10 * math.log10(1 - point["ms_ssim"])
                 if math.isfinite(point["ms_ssim"]) and point["ms_ssim"] < 1
@@ -232,7 +248,14 @@ def plot_rd(summary: Summary, out_dir: Path, anchor: str, caption: str) -> list[
     for i, metric in enumerate(_PLOTS):
         _rd_axes(fig.add_subplot(2, 2, i + 1), summary, metric, anchor, caption)
     fig.savefig(out_dir / "rd.png")
-    return [out_dir / "rd.png", *paths]
+    paths.insert(0, out_dir / "rd.png")
+    if any(math.isfinite(p.get("ciede2000", math.nan)) for c in summary.curves.values() for p in c):
+        fig = _figure(12, 4.6)
+        for i, metric in enumerate(COLOUR_METRICS):
+            _rd_axes(fig.add_subplot(1, 2, i + 1), summary, metric, anchor, caption)
+        fig.savefig(out_dir / "rd_colour.png")
+        paths.append(out_dir / "rd_colour.png")
+    return paths
 
 
 # -- visual sheet ---------------------------------------------------------------------
@@ -295,9 +318,16 @@ def make_sheet(
 ) -> list[dict[str, Any]]:
     """Draw the comparison sheet; returns what each tile shows (for summary.json).
 
+    Each picture takes two rows: the crop per codec, and under it a map of the whole
+    picture's colour error (CIEDE2000 of every 16x16 block's mean colour, 0 .. 30) with
+    the worst block outlined, so a shifted colour shows even where the crop misses it.
     The chosen points are encoded and decoded again (codecs are deterministic) rather
     than stored by the runner, which cannot know in advance which points will be shown.
     """
+    from matplotlib.patches import Rectangle
+
+    from onedc_media.evaluate.metrics import COLOUR_BLOCK, colour_error
+    from onedc_media.evaluate.runner import resampled
     from onedc_media.imageio import read_image
 
     names = [n for n in summary.images if n in images]
@@ -308,14 +338,15 @@ def make_sheet(
     labels = list(summary.curves)
     scale = 2 if crop <= 256 else 1
     tile = crop * scale / 100
-    fig = _figure(tile * (len(labels) + 1), (tile + 0.55) * len(picks))
-    grid = fig.subplots(len(picks), len(labels) + 1, squeeze=False)
+    fig = _figure(tile * (len(labels) + 1), (tile + 0.55) * 2 * len(picks))
+    grid = fig.subplots(2 * len(picks), len(labels) + 1, squeeze=False)
     tiles: list[dict[str, Any]] = []
+    heat = None
     for r, name in enumerate(picks):
         rgb = read_image(images[name])
         y, x, h, w = choose_crop(rgb, crop)
         target, chosen = _pick_points(rows, name, labels, target_bpp)
-        panels = [("original", rgb, f"{Path(name).stem[:28]}\n{rgb.shape[1]}x{rgb.shape[0]}")]
+        panels = [("original", rgb, f"{Path(name).stem[:28]}\n{rgb.shape[1]}x{rgb.shape[0]}", None)]
         for lab in labels:
             row = chosen.get(lab)
             if row is None:
@@ -323,15 +354,25 @@ def make_sheet(
             info = registry.get(str(row["codec"]))
             codec = info.create()
             options = json.loads(row["options"])
-            with codec.encoder(info.resolve_options(options)) as enc:
-                packets = enc.encode([rgb])
-                params = dict(getattr(enc, "params", {}) or {})
-                # the options name where the weights are (model=DIR), for the decoder too
-                with codec.decoder(params, model=enc.model, options=options) as dec:
-                    out = dec.decode(packets)[0]
-            bpp = len(packets[0]) * 8 / (rgb.shape[0] * rgb.shape[1])
+            factor = float(row.get("scale") or 1.0)
+            if not math.isfinite(factor):
+                factor = 1.0
+
+            def code(picture: np.ndarray) -> tuple[bytes, np.ndarray]:
+                with codec.encoder(info.resolve_options(options)) as enc:
+                    packets = enc.encode([picture])
+                    params = dict(getattr(enc, "params", {}) or {})
+                    # the options name where the weights are (model=DIR), for the decoder too
+                    with codec.decoder(params, model=enc.model, options=options) as dec:
+                        return bytes(packets[0]), dec.decode(packets)[0]
+
+            packet, out = resampled(rgb, factor, code)
+            colour = colour_error(rgb, out)
+            bpp = len(packet) * 8 / (rgb.shape[0] * rgb.shape[1])
             q = f" q={row['quality']}" if row["quality"] != "" else ""
-            panels.append((lab, out, f"{lab}{q}\n{bpp:.3f} bpp, {row['psnr_rgb']:.1f} dB"))
+            panels.append(
+                (lab, out, f"{lab}{q}\n{bpp:.3f} bpp, {row['psnr_rgb']:.1f} dB", colour)
+            )
             tiles.append(
                 {
                     "image": name,
@@ -340,21 +381,44 @@ def make_sheet(
                     "bpp": bpp,
                     "target_bpp": target,
                     "psnr_rgb": row["psnr_rgb"],
+                    "ciede2000": colour.mean,
+                    "ciede2000_worst_block": colour.worst_block,
+                    "worst_block": [colour.worst[1] * COLOUR_BLOCK, colour.worst[0] * COLOUR_BLOCK],
                     "crop": [x, y, w, h],
                 }
             )
         for c in range(len(labels) + 1):
-            ax = grid[r][c]
+            ax, hax = grid[2 * r][c], grid[2 * r + 1][c]
             ax.set_axis_off()
-            if c < len(panels):
-                _, img, text = panels[c]
-                ax.imshow(img[y : y + h, x : x + w], interpolation="nearest")
-                ax.set_title(text, fontsize=8)
+            hax.set_axis_off()
+            if c >= len(panels):
+                continue
+            _, img, text, colour = panels[c]
+            ax.imshow(img[y : y + h, x : x + w], interpolation="nearest")
+            ax.set_title(text, fontsize=8)
+            if colour is None:
+                hax.imshow(rgb, interpolation="antialiased")
+                hax.add_patch(Rectangle((x, y), w, h, fill=False, edgecolor="white", lw=1))
+                hax.set_title("whole picture (crop outlined)\nbelow: block CIEDE2000", fontsize=8)
+                continue
+            heat = hax.imshow(
+                colour.blocks, cmap="magma", vmin=0, vmax=_HEAT_MAX, interpolation="nearest"
+            )
+            wr, wc = colour.worst
+            hax.add_patch(Rectangle((wc - 0.5, wr - 0.5), 1, 1, fill=False, edgecolor="cyan", lw=1.5))
+            hax.set_title(
+                f"colour: mean {colour.mean:.1f}, worst block {colour.worst_block:.1f}",
+                fontsize=8,
+            )
+    if heat is not None:
+        fig.colorbar(heat, ax=grid[:, -1].tolist(), shrink=0.5, label="block CIEDE2000")
     fig.suptitle(
         f"Same crop ({crop}x{crop} px, shown {scale}x) per codec at the point nearest the "
-        "lowest bpp all codecs reach on that image"
+        "lowest bpp all codecs reach on that image; under each, the colour shift of 16x16 "
+        "blocks (CIEDE2000 of their mean colours, worst outlined)"
         if target_bpp is None
-        else f"Same crop per codec at the point nearest {target_bpp:g} bpp",
+        else f"Same crop per codec at the point nearest {target_bpp:g} bpp; under each, the "
+        "colour shift of 16x16 blocks (worst outlined)",
         fontsize=9,
     )
     fig.savefig(path)
@@ -478,6 +542,12 @@ def write_report(
             "bd_rate": "Bjontegaard delta rate vs the anchor, PCHIP in log-rate over the "
             "overlapping quality range; negative = fewer bits than the anchor",
             "bd_psnr_rgb": "Bjontegaard delta PSNR (RGB) over the overlapping log-rate range",
+            "ciede2000": "mean CIEDE2000 over pixels (scikit-image, sRGB -> Lab D65), mean "
+            "over images",
+            "ciede2000_worst_block": "largest CIEDE2000 between 16x16 block mean colours, "
+            "mean over images (ciede2000_worst_block_max: largest over images)",
+            "scale": "curves labelled scale=F: downscaled by F (area), coded, upscaled "
+            "(Lanczos); bpp over the original pixels",
             "times": "median over images of one encode / decode call, ms per megapixel",
         },
         "perceptual_metrics": perceptual_json,
@@ -575,7 +645,9 @@ def _markdown(
             (
                 "The same crop (the most detailed window) of a few images per codec, at the "
                 "quality whose bpp on that image is closest to the lowest rate every codec "
-                "reaches. Titles give the whole picture's bpp and PSNR."
+                "reaches. Titles give the whole picture's bpp and PSNR. Under each crop, the "
+                "whole picture's colour shift: CIEDE2000 of every 16x16 block's mean colour "
+                "(black 0, bright 30 and more), the worst block outlined."
             ),
             "",
             "![visual comparison](sheet.png)",
@@ -587,16 +659,18 @@ def _markdown(
             "",
             (
                 "| quality | bpp | .odc bpp | PSNR RGB | PSNR-Y | MS-SSIM | MS-SSIM dB "
-                "| enc ms/MP | dec ms/MP |"
+                "| CIEDE2000 | worst block (max) | enc ms/MP | dec ms/MP |"
             ),
-            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
+            "| ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |",
         ]
         for p in pts:
             lines.append(
                 f"| {p['quality'] or '-'} | {_fmt(p['bpp'], '.4f')} | {_fmt(p['odc_bpp'], '.4f')} "
                 f"| {_fmt(p['psnr_rgb'])} | {_fmt(p['psnr_y'])} | {_fmt(p['ms_ssim'], '.4f')} "
-                f"| {_fmt(p['ms_ssim_db'])} | {_fmt(p['encode_ms_per_mp'], '.1f')} "
-                f"| {_fmt(p['decode_ms_per_mp'], '.1f')} |"
+                f"| {_fmt(p['ms_ssim_db'])} | {_fmt(p.get('ciede2000'))} "
+                f"| {_fmt(p.get('ciede2000_worst_block'))} "
+                f"({_fmt(p.get('ciede2000_worst_block_max'), '.1f')}) "
+                f"| {_fmt(p['encode_ms_per_mp'], '.1f')} | {_fmt(p['decode_ms_per_mp'], '.1f')} |"
             )
         lines.append("")
     overhead = [p["odc_overhead_bytes"] for pts in summary.curves.values() for p in pts]
@@ -619,6 +693,20 @@ def _markdown(
         (
             "- **MS-SSIM**: pytorch-msssim, 5 scales, 11-tap Gaussian window, on RGB; in dB "
             "as -10 log10(1 - mean MS-SSIM). Images under 161 px on a side have none."
+        ),
+        (
+            "- **CIEDE2000** (scikit-image, sRGB to CIE Lab D65): the mean over pixels, and "
+            "the **worst block**: the largest CIEDE2000 between the mean colours of a 16x16 "
+            "block in the original and the decoded picture, averaged over images (in "
+            "brackets: the largest over images). Block means let blur and lost texture "
+            "average out, so the worst block measures a colour shift: about 2 is barely "
+            "visible, 10 and more reads as another colour. `rd_colour.png` plots both."
+        ),
+        (
+            "- **Resampled curves** (`scale=F` in a label): the picture downscaled by F "
+            "(area filter), coded, decoded and upscaled back (Lanczos): what a user does "
+            "below a codec's lowest rate. bpp counts the small file's bytes over the "
+            "original picture's pixels."
         ),
     ]
     for p in perceptual:

@@ -10,8 +10,14 @@ to ``results.csv``:
 * ``odc_bytes`` / ``odc_bpp``: a whole ``.odc`` file holding that one picture (the still
   form: codec, size, model id and CRC around the packet, what ``onedc-media encode``
   writes for one picture), measured by writing it to memory;
-* ``psnr_rgb``, ``psnr_y`` (BT.601 luma), ``ms_ssim``, ``ms_ssim_db`` and ``lpips`` /
-  ``dists`` where available (:mod:`onedc_media.evaluate.metrics`);
+* ``psnr_rgb``, ``psnr_y`` (BT.601 luma), ``ms_ssim``, ``ms_ssim_db``, the colour error
+  ``ciede2000`` (mean over pixels) and ``ciede2000_worst_block`` (the 16x16 block whose
+  mean colour moved most), and ``lpips`` / ``dists`` where available
+  (:mod:`onedc_media.evaluate.metrics`);
+* ``scale``: a curve with ``scale`` > 1 is the codec run below its own floor as a user
+  would: the picture downscaled by that factor (OpenCV area filter), encoded, decoded and
+  upscaled back (Lanczos). Its bits are the small file's bytes over the *original*
+  pixel count, so it compares with every other curve at equal real bits;
 * ``encode_ms_per_mp`` / ``decode_ms_per_mp``: wall time of one ``encode`` / ``decode``
   call per megapixel, without creating the encoder (model loading is not counted).
 
@@ -81,7 +87,12 @@ RESULT_FIELDS: tuple[str, ...] = (
     "decode_ms_per_mp",
     "jobs",
     "device",
+    "ciede2000",
+    "ciede2000_worst_block",
+    "scale",
 )
+#: Columns that results.csv files written before them lack; read as missing values.
+_LATER_FIELDS = frozenset({"ciede2000", "ciede2000_worst_block", "scale"})
 
 _FLOAT_FIELDS = frozenset(
     {
@@ -95,6 +106,9 @@ _FLOAT_FIELDS = frozenset(
         "dists",
         "encode_ms_per_mp",
         "decode_ms_per_mp",
+        "ciede2000",
+        "ciede2000_worst_block",
+        "scale",
     }
 )
 _INT_FIELDS = frozenset({"width", "height", "bytes", "odc_bytes", "jobs"})
@@ -116,12 +130,46 @@ class CodecSpec:
     name: str
     qualities: tuple[Any, ...]
     options: Mapping[str, Any] = field(default_factory=dict)
+    scale: float = 1.0  #: downscale factor before encoding (see :func:`resampled`)
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.scale) and 1.0 <= self.scale <= MAX_SCALE):
+            raise CodecOptionError(f"scale must lie in [1, {MAX_SCALE:g}], got {self.scale!r}")
 
     @property
     def label(self) -> str:
-        if not self.options:
+        shown = dict(self.options)
+        if self.scale != 1.0:
+            shown["scale"] = self.scale
+        if not shown:
             return self.name
-        return self.name + "[" + ",".join(f"{k}={_option_text(v)}" for k, v in sorted(self.options.items())) + "]"
+        return self.name + "[" + ",".join(f"{k}={_option_text(v)}" for k, v in sorted(shown.items())) + "]"
+
+
+#: The largest resampling factor ``scale`` accepts.
+MAX_SCALE = 16.0
+
+
+def resampled(
+    rgb: np.ndarray, scale: float, code: Callable[[np.ndarray], tuple[bytes, np.ndarray]]
+) -> tuple[bytes, np.ndarray]:
+    """Run ``code`` (encode + decode) on *rgb* downscaled by *scale*, upscale its output.
+
+    Downscaling uses OpenCV's area filter (an average over each source window, the filter
+    for reduction), upscaling Lanczos (8x8 taps); the returned packet is the small
+    picture's, so its bytes count against the original picture's pixels. ``scale`` 1 calls
+    ``code`` on *rgb* itself.
+    """
+    if scale == 1.0:
+        return code(rgb)
+    import cv2
+
+    height, width = rgb.shape[:2]
+    small = (max(1, round(width / scale)), max(1, round(height / scale)))
+    down = cv2.resize(rgb, small, interpolation=cv2.INTER_AREA)
+    packet, out = code(np.ascontiguousarray(down))
+    up = cv2.resize(out, (width, height), interpolation=cv2.INTER_LANCZOS4)
+    return packet, np.ascontiguousarray(up)
 
 
 def _option_text(value: Any) -> str:
@@ -234,6 +282,8 @@ def _parse_row(raw: Mapping[str, str]) -> dict[str, Any] | None:
     try:
         for name in RESULT_FIELDS:
             value = raw.get(name)
+            if value is None and name in _LATER_FIELDS:
+                value = ""
             if value is None:
                 return None
             if name in _FLOAT_FIELDS:
@@ -364,20 +414,29 @@ class _Measure:
         options = info.resolve_options(given)
         encoder = session.encoder(options)
         height, width = rgb.shape[:2]
-        t0 = time.perf_counter()
-        packets = encoder.encode([rgb])
-        t1 = time.perf_counter()
-        decoder = session.decoder(encoder, spec.options)
-        t2 = time.perf_counter()
-        frames = decoder.decode(packets)
-        t3 = time.perf_counter()
-        if len(packets) != 1 or len(frames) != 1:
-            raise MediaError(f"{info.name} returned {len(packets)} packets / {len(frames)} frames")
-        packet, out = bytes(packets[0]), frames[0]
-        if out.shape != rgb.shape or out.dtype != np.uint8:
-            raise MediaError(
-                f"{info.name} decoded a {out.shape} {out.dtype} picture for a {rgb.shape} input"
-            )
+        times: list[float] = []
+
+        def code(picture: np.ndarray) -> tuple[bytes, np.ndarray]:
+            t0 = time.perf_counter()
+            packets = encoder.encode([picture])
+            t1 = time.perf_counter()
+            decoder = session.decoder(encoder, spec.options)
+            t2 = time.perf_counter()
+            frames = decoder.decode(packets)
+            t3 = time.perf_counter()
+            times.extend((t1 - t0, t3 - t2))
+            if len(packets) != 1 or len(frames) != 1:
+                raise MediaError(
+                    f"{info.name} returned {len(packets)} packets / {len(frames)} frames"
+                )
+            if frames[0].shape != picture.shape or frames[0].dtype != np.uint8:
+                raise MediaError(
+                    f"{info.name} decoded a {frames[0].shape} {frames[0].dtype} picture "
+                    f"for a {picture.shape} input"
+                )
+            return bytes(packets[0]), frames[0]
+
+        packet, out = resampled(rgb, spec.scale, code)
         pixels = width * height
         try:
             odc_bytes: int | None = odc_file_size(info, encoder, packet, width, height)
@@ -385,6 +444,7 @@ class _Measure:
             odc_bytes = None
         mp = pixels / 1e6
         ssim = metrics.ms_ssim(rgb, out)
+        colour = metrics.colour_error(rgb, out)
         row: dict[str, Any] = {
             "image": name,
             "width": width,
@@ -403,10 +463,13 @@ class _Measure:
             "ms_ssim_db": metrics.ms_ssim_db(ssim),
             "lpips": math.nan,
             "dists": math.nan,
-            "encode_ms_per_mp": (t1 - t0) * 1e3 / mp,
-            "decode_ms_per_mp": (t3 - t2) * 1e3 / mp,
+            "encode_ms_per_mp": times[0] * 1e3 / mp,
+            "decode_ms_per_mp": times[1] * 1e3 / mp,
             "jobs": self.jobs,
             "device": self.device,
+            "ciede2000": colour.mean,
+            "ciede2000_worst_block": colour.worst_block,
+            "scale": spec.scale,
         }
         for metric_name, fn in self.perceptual.items():
             row[metric_name] = fn(rgb, out)
