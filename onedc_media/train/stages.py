@@ -145,7 +145,8 @@ def _stage1(cfg: TrainConfig, model: torch.nn.Module, device: torch.device) -> S
         total = lambdas[q] * (w["rate_scale"] * ramp) * bpp
         parts: dict[str, float] = {"bpp": float(bpp.detach().mean())}
         if pixels:
-            d, dparts = distortion(out.x_hat, x, l1=w["l1"], mse=w["mse"], msssim=w["msssim"])
+            d, dparts = distortion(out.x_hat, x, l1=w["l1"], mse=w["mse"], msssim=w["msssim"],
+                                   colour=w.get("colour", 0.0))
             total = total + d
             parts.update({k: float(v.detach().mean()) for k, v in dparts.items()})
             parts["psnr"] = float(psnr_batch((out.x_hat.detach().clamp(-1, 1) + 1) / 2, x01).mean())
