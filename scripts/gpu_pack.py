@@ -15,6 +15,12 @@ networks, 43 MB for the codec alone) and the wheels do not fit as they are, so:
   the rest, each under 16 MiB).
 * ``unharvest`` (here) turns them back into a checkpoint that ``onedc-media train``
   (``init:``) and ``onedc-media export`` take.
+* ``revive`` (here or there) rebuilds a Stage I init checkpoint from the shipped export
+  alone: the float weights as shipped (float16) and the float parsing network recovered
+  from its integer twin (each layer's integers scaled back by its own exponent, the rate
+  gains from their fixed-point logarithms), checked by exporting it again and comparing
+  every integer with the shipped ``parsing.safetensors``. A run from it with the encoder
+  side frozen writes the same bytes as the shipped model; the semantic head starts anew.
 
 float16 is exact for the shipped weights (they are float16), but not for the float32
 checkpoint they were exported from: the integer parsing tables an export derives from the
@@ -229,6 +235,71 @@ def _restore_frozen(state: dict, base: Path) -> int:
     return whole
 
 
+def _parsing_float_state(parsing, tensors: dict) -> dict:
+    """Float parameters of ``parsing`` (a ParsingNet) whose export is ``tensors``."""
+    import torch
+
+    layers = {f"hyper.{i}": layer for i, layer in enumerate(parsing.hyper.layers)}
+    layers.update({f"context.{k + 1}": layer for k, layer in enumerate(parsing.context)})
+    layers.update({f"params.{k}.{i}": layer for k, seq in enumerate(parsing.params)
+                   for i, layer in enumerate(seq.layers)})
+    names = {id(m): n for n, m in parsing.named_modules()}
+    state = {}
+    for key, layer in layers.items():
+        k = tensors[f"{key}.shift"].to(torch.float64) - layer.in_frac + layer.out_frac
+        w = tensors[f"{key}.weight"].to(torch.float64) / torch.pow(2.0, k).view(-1, 1, 1, 1)
+        b = tensors[f"{key}.bias"].to(torch.float64) / torch.pow(2.0, k + layer.in_frac)
+        state[f"parsing.{names[id(layer)]}.weight"] = w.float()
+        state[f"parsing.{names[id(layer)]}.bias"] = b.float()
+    # the log-gain lies where all three of its roundings agree: the intersection of the
+    # intervals each exported integer allows, whose middle survives float32
+    act, gs = 2.0 ** parsing.config.act_frac, 2.0 ** parsing.config.gain_frac
+    lg_int = tensors["log_gain"].to(torch.float64)
+    g, ig = tensors["gain"].to(torch.float64), tensors["inv_gain"].to(torch.float64)
+    lo = torch.stack([(lg_int - 0.5) / act, torch.log((g - 0.5) / gs),
+                      -torch.log((ig + 0.5) / gs)]).amax(0)
+    hi = torch.stack([(lg_int + 0.5) / act, torch.log((g + 0.5) / gs),
+                      -torch.log((ig - 0.5) / gs)]).amin(0)
+    if bool((lo >= hi).any()):
+        raise ValueError("the exported gains admit no common log-gain")
+    state["parsing.log_gain"] = ((lo + hi) / 2).float()
+    return state
+
+
+def revive(args: argparse.Namespace) -> int:
+    import torch
+    from safetensors.torch import load_file
+
+    from onedc_media.model.loading import build_model, embedded_model_dir
+
+    src = Path(args.model) if Path(args.model).is_dir() else embedded_model_dir(args.model)
+    model = build_model(args.config)
+    shipped = load_file(str(src / "model.safetensors"))
+    missing, unexpected = model.load_state_dict(shipped, strict=False)
+    if unexpected:
+        print(f"{src}: tensors the model lacks: {unexpected[:5]}", file=sys.stderr)
+        return 1
+    ints = load_file(str(src / "parsing.safetensors"))
+    state = _parsing_float_state(model.parsing, ints)
+    model.load_state_dict(state, strict=False)
+    again = model.parsing.export()
+    bad = [k for k, v in ints.items() if not torch.equal(again[k].to(v.dtype), v)]
+    if bad:
+        print(f"the recovered parsing network does not export to {src}: {bad[:5]}",
+              file=sys.stderr)
+        return 1
+    left = [k for k in missing if k not in state and not k.startswith("aux_head.")]
+    if left:
+        print(f"tensors neither shipped nor recovered: {left[:5]}", file=sys.stderr)
+        return 1
+    full = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
+    _write_checkpoint(args.out, full, 0, f"revived from {src} (sha256 "
+                      f"{_sha256(src / 'model.safetensors')[:16]})")
+    print(f"{args.out}: {len(full)} tensors; parsing recovered exactly "
+          f"({len(ints)} integer tensors); aux head initialised anew")
+    return 0
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     sub = ap.add_subparsers(dest="verb", required=True)
@@ -248,6 +319,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--val", type=Path, default=ROOT / "data" / "corpus" / "val")
     p.add_argument("-o", "--out", type=Path, default=ROOT / "data" / "gpu-fine")
     p.set_defaults(fn=images)
+    p = sub.add_parser("revive", help="a Stage I init checkpoint from the shipped export alone")
+    p.add_argument("--model", default="onedc-tiny", help="embedded model name or exported folder")
+    p.add_argument("--config", default=str(ROOT / "configs" / "models" / "onedc-tiny.yaml"))
+    p.add_argument("-o", "--out", type=Path, default=ROOT / "runs" / "init-onedc-tiny")
+    p.set_defaults(fn=revive)
     p = sub.add_parser("assemble", help="rebuild the init checkpoint (there)")
     p.add_argument("pack", type=Path, nargs="?", default=ROOT / "data" / "gpu")
     p.set_defaults(fn=assemble)

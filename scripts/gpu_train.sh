@@ -34,6 +34,11 @@ if [ -z "${NO_WHEELS:-}" ]; then   # NO_WHEELS=1: the local environment has them
 fi
 export PYTHONPATH="/tmp/site:$PWD"
 nvidia-smi --query-gpu=name,memory.total,driver_version --format=csv,noheader || true
+# Stage I configs that start from the shipped export (init: runs/init-onedc-tiny, e.g.
+# stage1u-colour-gpu.yaml with carry ["data/gpu-fine", ".whl"]) get it revived here
+if grep -qs '^init: runs/init-onedc-tiny' $configs && [ ! -d runs/init-onedc-tiny ]; then
+  python3 scripts/gpu_pack.py revive || exit 2
+fi
 if [ -d data/gpu ]; then   # Stage I configs start from data/gpu/init; vae configs need no pack
   python3 scripts/gpu_pack.py assemble data/gpu || exit 2
   # The assembled init (~42 MiB) is rebuilt on every call: never leave it in the pack, where a
