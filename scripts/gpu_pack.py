@@ -107,18 +107,22 @@ def pack(args: argparse.Namespace) -> int:
     return 0
 
 
-def _write_webp(src: Path, dest: Path) -> list[Path]:
+def _write_webp(src: Path, dest: Path, quality: int | None = None) -> list[Path]:
     """Every picture of *src* as lossless WebP in *dest* (same stems, so the same order),
-    decoded as training decodes them (EXIF orientation, 16-bit, RGB)."""
+    decoded as training decodes them (EXIF orientation, 16-bit, RGB). ``quality`` writes
+    lossy WebP at that quality instead (a corpus too large for the carry)."""
     from PIL import Image
 
     from onedc_media.imageio import read_image
 
     files = sorted(p for p in src.iterdir() if p.is_file())
-    dest.mkdir(parents=True, exist_ok=True)
+    if dest.exists():
+        shutil.rmtree(dest)
+    dest.mkdir(parents=True)
     for p in files:
-        Image.fromarray(read_image(p)).save(dest / (p.stem + ".webp"), "WEBP",
-                                           lossless=True, quality=100, method=4)
+        params = ({"lossless": True, "quality": 100} if quality is None
+                  else {"quality": quality, "use_sharp_yuv": True})
+        Image.fromarray(read_image(p)).save(dest / (p.stem + ".webp"), "WEBP", method=4, **params)
     return files
 
 
@@ -128,9 +132,20 @@ def images(args: argparse.Namespace) -> int:
     out: Path = args.out
     if out.exists():
         shutil.rmtree(out)
-    n = {split: len(_write_webp(src, out / split)) for split, src in (("train", args.train), ("val", args.val))}
-    size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
-    print(f"{out}: {n['train']} training and {n['val']} validation pictures; {size / 2**20:.1f} MiB")
+    n = {"val": len(_write_webp(args.val, out / "val"))}
+    budget = args.max_mib * 2**20
+    how = "lossless"
+    for quality in (None, 95, 90, 85):  # training pictures: lossless when they fit
+        n["train"] = len(_write_webp(args.train, out / "train", quality))
+        size = sum(f.stat().st_size for f in out.rglob("*") if f.is_file())
+        how = "lossless" if quality is None else f"WebP quality {quality}"
+        if size <= budget:
+            break
+    else:
+        print(f"{out}: {size / 2**20:.1f} MiB, over --max-mib {args.max_mib:g}", file=sys.stderr)
+        return 1
+    print(f"{out}: {n['train']} training pictures ({how}) and {n['val']} validation pictures "
+          f"(lossless); {size / 2**20:.1f} MiB")
     return 0
 
 
@@ -318,6 +333,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--train", type=Path, default=ROOT / "data" / "corpus" / "train")
     p.add_argument("--val", type=Path, default=ROOT / "data" / "corpus" / "val")
     p.add_argument("-o", "--out", type=Path, default=ROOT / "data" / "gpu-fine")
+    p.add_argument("--max-mib", type=float, default=56.0,
+                   help="size budget (the carry is 64 MiB with the wheels); training "
+                        "pictures go lossy (WebP 95, 90, 85) only when lossless does not fit")
     p.set_defaults(fn=images)
     p = sub.add_parser("revive", help="a Stage I init checkpoint from the shipped export alone")
     p.add_argument("--model", default="onedc-tiny", help="embedded model name or exported folder")
