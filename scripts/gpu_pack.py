@@ -309,7 +309,7 @@ def revive(args: argparse.Namespace) -> int:
         return 1
     full = {k: v.detach().float().contiguous() for k, v in model.state_dict().items()}
     _write_checkpoint(args.out, full, 0, f"revived from {src} (sha256 "
-                      f"{_sha256(src / 'model.safetensors')[:16]})")
+                      f"{sha256_file(src / 'model.safetensors')[:16]})")
     print(f"{args.out}: {len(full)} tensors; parsing recovered exactly "
           f"({len(ints)} integer tensors); aux head initialised anew")
     return 0
